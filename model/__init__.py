@@ -1,0 +1,4 @@
+"""logmedic's diagnosis engine: preprocessing, rules, training and prediction.
+
+This package never imports Flask; the web layer in `service/` depends on it.
+"""

@@ -1,0 +1,159 @@
+"""Regex overrides: high-precision patterns from the knowledge base, run with RE2.
+
+Logs are untrusted input, so every pattern is compiled by RE2 (linear time,
+no backtracking); a pattern RE2 cannot compile stops loading. One union of all
+patterns finds candidate lines in the whole log in a single pass; an `re2.Set`
+then tells, per cleaned line, exactly which patterns match.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import re2
+
+from model.text import Line, compile_re2
+
+_FLAGS_PREFIX = re2.compile(r"^\(\?[a-zA-Z]+\)")
+TAIL_LINES = 3
+
+_SET_OPTIONS = re2.Options()
+_SET_OPTIONS.log_errors = False
+_SET_OPTIONS.max_mem = 256 << 20
+
+
+def _anchors(regex: str) -> list[tuple[int, str]]:
+    """Positions of `^` and `$` outside character classes and escapes."""
+    found, i, in_class = [], 0, False
+    while i < len(regex):
+        char = regex[i]
+        if char == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class, i = True, i + 1
+            i += regex[i:i + 1] == "^"
+            i += regex[i:i + 1] == "]"
+            continue
+        elif char in "^$":
+            found.append((i, char))
+        i += 1
+    return found
+
+
+def check_pattern(regex: str) -> None:
+    """Raise ValueError unless `regex` compiles under RE2 and anchors only its ends."""
+    try:
+        compile_re2(regex)
+    except re2.error as exc:
+        raise ValueError(f"not a valid RE2 pattern (linear-time engine): {regex!r}: {exc}") from None
+    flags = _FLAGS_PREFIX.match(regex)
+    start = flags.end() if flags else 0
+    for position, char in _anchors(regex):
+        if not ((char == "^" and position == start) or (char == "$" and position == len(regex) - 1)):
+            raise ValueError(f"{regex!r}: '{char}' may only open ('^') or close ('$') the pattern")
+
+
+def relax(regex: str) -> str:
+    """The pattern without its end anchors: matches a superset, on raw lines with prefixes."""
+    flags = _FLAGS_PREFIX.match(regex)
+    head, body = (regex[:flags.end()], regex[flags.end():]) if flags else ("", regex)
+    if body.startswith("^"):
+        body = body[1:]
+    if body.endswith("$") and not body.endswith("\\$"):
+        body = body[:-1]
+    return head + body
+
+
+@dataclass(frozen=True)
+class Rule:
+    category: str
+    pattern_id: str
+    score: float
+    description: str
+    scope: str
+    regex: int
+    requires: tuple[int, ...]
+    unless: tuple[int, ...]
+    excluded_by: tuple[int, ...]
+
+
+@dataclass
+class RuleHit:
+    """A rule that fired: the pattern behind it and the lines that prove it."""
+
+    rule: Rule
+    lines: list[Line]
+    context: list[Line] = field(default_factory=list)
+
+
+class RuleSet:
+    """All overrides of a knowledge base, compiled once."""
+
+    def __init__(self, pattern_pairs):
+        regexes: dict[str, int] = {}
+
+        def index(regex: str) -> int:
+            return regexes.setdefault(regex, len(regexes))
+
+        pairs = list(pattern_pairs)
+        searched = [index(r) for _, p in pairs for r in (p.regex, *p.requires, *p.excluded_by)]
+        self.rules = [
+            Rule(entry.id, p.id, p.score, p.description, p.scope, index(p.regex),
+                 tuple(index(r) for r in p.requires), tuple(index(u) for u in p.unless),
+                 tuple(index(x) for x in p.excluded_by))
+            for entry, p in pairs
+        ]
+        self.regexes = list(regexes)
+        self._compiled = [compile_re2(regex) for regex in self.regexes]
+        self._set = re2.Set.SearchSet(_SET_OPTIONS)
+        for regex in self.regexes:
+            self._set.Add(regex)
+        self._set.Compile()
+        # Same-line exclusions (`unless`) are only checked on lines already found: not in the union.
+        union = "|".join(f"(?:{relax(self.regexes[i])})" for i in sorted(set(searched))) or "[^\\x00-\\x{10FFFF}]"
+        self._union = re2.compile(union.encode("utf-8"), _SET_OPTIONS)
+
+    def candidate_offsets(self, data: bytes):
+        """Byte offsets in the whole log where some pattern may match (a superset)."""
+        return (match.start() for match in self._union.finditer(data))
+
+    def _matches(self, lines: list[Line]) -> tuple[dict[int, list[Line]], dict[int, set[int]]]:
+        """Lines per regex index, and regex indexes per line number."""
+        by_regex: dict[int, list[Line]] = defaultdict(list)
+        by_line: dict[int, set[int]] = {}
+        for line in lines:
+            found = self._set.Match(line.text) or ()
+            by_line[line.number] = set(found)
+            for regex in found:
+                by_regex[regex].append(line)
+        return by_regex, by_line
+
+    def evaluate(self, lines: list[Line], tail: list[Line]) -> list[RuleHit]:
+        """The rules that fire on these cleaned lines (tail: the last non-blank ones)."""
+        (anywhere, per_line), (at_end, tail_lines) = self._matches(lines), self._matches(tail)
+        per_line.update(tail_lines)
+        hits = []
+        for rule in self.rules:
+            primary = (at_end if rule.scope == "tail" else anywhere).get(rule.regex, [])
+            if rule.unless:
+                primary = [line for line in primary if not per_line[line.number].intersection(rule.unless)]
+            if not primary or not all(anywhere.get(r) for r in rule.requires):
+                continue
+            if any(anywhere.get(x) for x in rule.excluded_by):
+                continue
+            context = [anywhere[r][0] for r in rule.requires]
+            hits.append(RuleHit(rule, primary, context))
+        return hits
+
+    def span(self, regex: int, text: str) -> tuple[int, int] | None:
+        """Where one regex matches in a cleaned line (for evidence excerpts)."""
+        match = self._compiled[regex].search(text)
+        return match.span() if match else None
+
+    def fires(self, lines: list[Line], tail: list[Line], pattern_id: str) -> bool:
+        """Whether one named pattern fires (used to check a pattern's examples)."""
+        return any(hit.rule.pattern_id == pattern_id for hit in self.evaluate(lines, tail))

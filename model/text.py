@@ -1,0 +1,176 @@
+"""Preprocessing: from raw bytes to clean, numbered lines.
+
+Whole-log work happens on UTF-8 bytes with linear-time RE2 passes (a CI log
+can be 50 MB); per-line work (carriage-return rewrites, prefix stripping,
+masking) only touches the few lines the scanner selects. Original line
+numbers are kept for evidence; prefixes and volatile tokens are removed only
+from the text the rules and the model read.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import re2
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False
+
+
+def compile_re2(pattern: str | bytes):
+    """Compile with RE2, quietly; raises `re2.error` on unsupported syntax."""
+    return re2.compile(pattern, _RE2_OPTIONS)
+
+
+# Escape sequences: CSI (colours, cursor moves), OSC (titles, links), charset and two-byte escapes.
+_ANSI = compile_re2(rb"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\n]*(?:\x07|\x1b\x5c)?|[()#][0-9A-Za-z]|[@-Z\x5c-_])")
+# Colour codes whose ESC byte was lost on the way to an issue thread: "[91mW: GPG error".
+_ANSI_REMNANT = compile_re2(r"\[\d{1,3}(?:;\d{1,3})*m")
+_CONTROL = compile_re2(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+
+# Prefixes tools put before the message: CI and journald timestamps, BuildKit
+# step ids and elapsed seconds, compose service names, CI annotations.
+_PREFIX = compile_re2(
+    r"^(?:"
+    r"\s+"
+    r"|\[?\d{4}[-/]\d{2}[-/]\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2}| ?UTC)?\]?"
+    r"|\[?\d{2}:\d{2}:\d{2}(?:[.,]\d+)?\]?"
+    r"|[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2} [\w.-]+ [\w./@-]+(?:\[\d+\])?:"
+    r"|\[Container\]"
+    r"|#\d+(?: \d+\.\d+)?\s"
+    r"|\d+\.\d{1,4}\s"
+    r"|[\w.@-]+\s*\|\s"
+    r"|##\[[a-z]+\]"
+    r"|\[\d+\]\([^)\s]*\)"
+    r"|remote:\s"
+    r")+"
+)
+
+_MASKS = tuple(
+    (re.compile(pattern, re.IGNORECASE), replacement)
+    for pattern, replacement in (
+        (r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", "<uuid>"),
+        (r"\bsha(?:1|256|512)?:[0-9a-f]{12,}\b", "<digest>"),
+        (r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{12,}\b", "<hex>"),
+        (r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b", "<ip>"),
+        (r"\[?\b[0-9a-f]{1,4}(?::[0-9a-f]{0,4}){2,7}\]?(?::\d+)?(?=[\s,)]|$)", "<ip>"),
+        (r"(?:/var/lib/docker/tmp|/var/tmp|/tmp)/\S*", "<tmp>"),
+        (r"(?<![\w.])\d+(?:[.,:]\d+)+", "<num>"),
+        (r"(?<![\w.])\d{4,}", "<num>"),
+    )
+)
+
+MAX_FEATURE_CHARS = 1500
+
+
+def _transcode(data: bytes) -> bytes:
+    """Bytes in UTF-8: byte-order marks honoured, BOM-less UTF-16 sniffed."""
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            body = data[len(bom):]
+            return body if encoding == "utf-8" else body.decode(encoding, "replace").encode("utf-8")
+    head = data[:4096]
+    if len(head) >= 8 and head.count(0) > len(head) // 4:
+        odd, even = head[1::2].count(0), head[0::2].count(0)
+        if odd > len(head) // 3 and even < len(head) // 20:
+            return data.decode("utf-16-le", "replace").encode("utf-8")
+        if even > len(head) // 3 and odd < len(head) // 20:
+            return data.decode("utf-16-be", "replace").encode("utf-8")
+    return data
+
+
+def normalize(data: bytes | str) -> bytes:
+    """Raw log → UTF-8 bytes with `\\n` line ends and no NUL bytes or ANSI escapes.
+
+    Never raises on content: invalid UTF-8 stays as bytes and is replaced when
+    lines are decoded; line count is preserved so line numbers stay original.
+    """
+    if isinstance(data, str):
+        data = data.encode("utf-8", "replace")
+    else:
+        data = _transcode(bytes(data))
+    if b"\x00" in data:
+        data = data.replace(b"\x00", b"")
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n")
+        if b"\n" not in data:
+            data = data.replace(b"\r", b"\n")  # classic Mac line ends
+    if b"\x1b" in data:
+        data = _ANSI.sub(b"", data)
+    return data
+
+
+class LineIndex:
+    """Maps byte offsets to 1-based line numbers and back, without splitting the log."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self.newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+        trailing = 1 if data and not data.endswith(b"\n") else 0
+        self.count = len(self.newlines) + trailing
+
+    def numbers(self, offsets) -> np.ndarray:
+        """Line numbers of many byte offsets at once."""
+        return np.searchsorted(self.newlines, np.asarray(offsets, dtype=np.int64), side="left") + 1
+
+    def span(self, number: int) -> tuple[int, int]:
+        start = int(self.newlines[number - 2]) + 1 if number > 1 else 0
+        end = int(self.newlines[number - 1]) if number - 1 < len(self.newlines) else len(self.data)
+        return start, end
+
+    def raw(self, number: int) -> str:
+        start, end = self.span(number)
+        return self.data[start:end].decode("utf-8", "replace")
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One selected log line: its original number, what a person sees, what rules and model read."""
+
+    number: int
+    display: str
+    text: str
+
+
+def resolve_carriage_returns(line: str) -> str:
+    """What a terminal shows for a progress line rewritten with `\\r`: its last non-blank segment."""
+    if "\r" not in line:
+        return line
+    for segment in reversed(line.split("\r")):
+        if segment.strip():
+            return segment
+    return ""
+
+
+def strip_prefix(display: str) -> str:
+    """The message without the prefixes tools put in front of it."""
+    match = _PREFIX.search(display)
+    return display[match.end():] if match else display
+
+
+def clean_line(number: int, raw: str) -> Line:
+    """Turn a raw decoded line into a `Line` (display keeps prefixes, text drops them)."""
+    display = resolve_carriage_returns(raw)
+    if "[" in display:
+        display = _ANSI_REMNANT.sub("", display)
+    display = _CONTROL.sub("", display).rstrip()
+    return Line(number, display, strip_prefix(display).strip())
+
+
+def mask(text: str) -> str:
+    """Replace volatile tokens (hashes, ids, IPs, numbers, temp paths) so features generalise."""
+    text = text[:MAX_FEATURE_CHARS]
+    for pattern, replacement in _MASKS:
+        text = pattern.sub(replacement, text)
+    return text

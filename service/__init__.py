@@ -1,0 +1,36 @@
+"""logmedic's web layer, CLI and integrations: thin adapters over `model/`."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from model.diagnose import Diagnoser
+from service.settings import load_settings
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build the app: settings, the engine (loaded once, here), then each part wires itself.
+
+    A missing, corrupt, foreign or stale model bundle raises `ModelError` here,
+    so a broken model stops start-up instead of failing the first request.
+    """
+    settings = load_settings(config)
+    app = Flask(__name__)
+    app.config["LOGMEDIC"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["DEBUG"] = settings.debug
+    app.json.ensure_ascii = False
+    app.json.sort_keys = False
+    app.extensions["logmedic"] = Diagnoser.load(settings.data_dir, settings.model_dir, settings.check_stale)
+    logging.getLogger("logmedic").setLevel(settings.log_level.upper())
+
+    from service import api, docs, errors, metrics, security
+
+    errors.init_app(app)
+    metrics.init_app(app)
+    api.init_app(app)
+    docs.init_app(app)
+    security.init_app(app)  # last: it rate-limits the routes registered above
+    return app

@@ -1,0 +1,123 @@
+"""Reading request bodies safely: size limits, gzip, content types, JSON, validation.
+
+Helpers raise APIErrors; routes stay short. A body is refused from its
+Content-Length before it is read, and while streaming when it has none; a
+gzip body is refused as soon as its decompressed size passes the same limit,
+so a gzip bomb never fills memory.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass
+
+from flask import Request
+from pydantic import BaseModel, ValidationError
+
+from service.errors import (BadRequest, EmptyLog, MalformedJSON, PayloadTooLarge, UnsupportedMediaType,
+                            ValidationFailed, validation_details)
+
+RAW_TYPES = {"text/plain", "application/octet-stream", "application/x-www-form-urlencoded", "text/x-log", ""}
+CHUNK = 1 << 16
+FORMATS = ("json", "markdown", "text")
+LANGS = ("en", "ko")
+
+
+def is_json(request: Request) -> bool:
+    return request.mimetype == "application/json" or request.mimetype.endswith("+json")
+
+
+def _decompress(compressed: bytes, limit: int) -> bytes:
+    inflater = zlib.decompressobj(wbits=47)  # gzip or zlib header, detected
+    try:
+        data = inflater.decompress(compressed, limit + 1)
+    except zlib.error:
+        raise BadRequest("the gzip body is corrupt", details={"content_encoding": "gzip"}) from None
+    if len(data) > limit or inflater.unconsumed_tail:
+        raise PayloadTooLarge(f"the body decompresses to more than {limit} bytes")
+    if not inflater.eof:
+        raise BadRequest("the gzip body is truncated", details={"content_encoding": "gzip"})
+    return data
+
+
+def read_body(request: Request, limit: int) -> bytes:
+    """The request body, decompressed, never more than `limit` bytes."""
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("identity", "gzip", "x-gzip"):
+        raise UnsupportedMediaType(f"unsupported Content-Encoding {encoding!r}; use gzip or none")
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"the body is {request.content_length} bytes; the limit is {limit}")
+    parts, size = [], 0
+    stream = request.stream
+    while True:
+        chunk = stream.read(CHUNK)
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body is larger than the limit of {limit} bytes")
+        parts.append(chunk)
+    body = b"".join(parts)
+    return _decompress(body, limit) if encoding != "identity" and body else body
+
+
+def parse_json(body: bytes):
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedJSON(details=str(exc)[:200]) from None
+
+
+def validate(model: type[BaseModel], value):
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        raise ValidationFailed(details=validation_details(exc)) from None
+
+
+def require_log(log: str | bytes) -> None:
+    if not log or not log.strip():
+        raise EmptyLog()
+
+
+@dataclass
+class Submitted:
+    log: bytes | str
+    source: str | None
+    filename: str | None
+
+
+def read_submission(request: Request, limit: int, model: type[BaseModel]) -> Submitted:
+    """A log from a JSON body (`model`) or a raw body (source and filename from the query string)."""
+    if is_json(request):
+        parsed = validate(model, parse_json(read_body(request, limit)))
+        require_log(parsed.log)
+        return Submitted(parsed.log, parsed.source, parsed.filename)
+    if request.mimetype not in RAW_TYPES:
+        raise UnsupportedMediaType(details={"content_type": request.mimetype})
+    body = read_body(request, limit)
+    require_log(body)
+    source = request.args.get("source")
+    if source not in (None, "build", "runtime"):
+        raise ValidationFailed(details=[{"field": "source", "message": "must be build or runtime", "type": "enum"}])
+    return Submitted(body, source, request.args.get("filename"))
+
+
+def choose(request: Request, default_lang: str) -> tuple[str, str]:
+    """(format, lang) from the query string, else from Accept and Accept-Language."""
+    problems = []
+    fmt = request.args.get("format")
+    if fmt is None:
+        best = request.accept_mimetypes.best_match(["application/json", "text/markdown", "text/plain"])
+        fmt = {"text/markdown": "markdown", "text/plain": "text"}.get(best, "json")
+    elif fmt not in FORMATS:
+        problems.append({"field": "format", "message": f"must be one of {', '.join(FORMATS)}", "type": "enum"})
+    lang = request.args.get("lang")
+    if lang is None:
+        lang = request.accept_languages.best_match(LANGS) or default_lang
+    elif lang not in LANGS:
+        problems.append({"field": "lang", "message": "must be en or ko", "type": "enum"})
+    if problems:
+        raise ValidationFailed(details=problems)
+    return fmt, lang

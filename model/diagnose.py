@@ -19,7 +19,7 @@ import numpy as np
 
 from model import paths
 from model.bundle import Bundle, load_bundle
-from model.classifier import Explainer
+from model.classifier import Reader
 from model.diagnosis import Alternative, Diagnosis, Evidence, Verdict, describe
 from model.errors import BundleError
 from model.knowledge import UNKNOWN, KnowledgeBase, load_knowledge_base
@@ -27,33 +27,46 @@ from model.redact import excerpt
 from model.rules import RuleHit, RuleSet
 from model.samples import tree_hash
 from model.scan import Scan, scan
-from model.text import Line, mask
+import scipy.sparse as sp
+
+from model.text import Line, mask_lines
 
 MAX_WHOLE_LINES = 240
 MAX_EVIDENCE = 6
 
 
 @dataclass
-class View:
-    """A piece of the log the model reads: its line numbers and its masked text."""
+class Reading:
+    """What the model reads of one log: each selected line once (masked), and views over them.
+
+    View 0 is the whole selection; when there are several windows, each is a view too.
+    """
 
     numbers: list[int]
-    text: str
+    texts: list[str]
+    views: list[list[int]]
+
+    def view_text(self, view: int) -> str:
+        return "\n".join(self.texts[i] for i in self.views[view])
+
+    def membership(self) -> sp.csr_matrix:
+        rows = [v for v, members in enumerate(self.views) for _ in members]
+        cols = [i for members in self.views for i in members]
+        return sp.csr_matrix((np.ones(len(cols), np.float32), (rows, cols)),
+                             shape=(len(self.views), len(self.numbers)))
 
 
-def read_views(selected: Scan) -> list[View]:
-    """The whole selection first, then each window on its own when there are several."""
-    masked = {n: mask(line.text) for n, line in selected.lines.items() if line.text}
-
-    def view(numbers) -> View:
-        kept = [n for n in numbers if n in masked]
-        return View(kept, "\n".join(masked[n] for n in kept))
-
-    every = sorted({n for window in selected.windows for n in window})[-MAX_WHOLE_LINES:]
-    views = [view(every)] if every else []
+def read(selected: Scan) -> Reading:
+    """The model's reading of a scan."""
+    every = sorted({n for window in selected.windows for n in window if selected.lines[n].text})
+    every = every[-MAX_WHOLE_LINES:] if len(every) > MAX_WHOLE_LINES else every
+    numbers = sorted(set(every) | {n for w in selected.windows for n in w if selected.lines[n].text})
+    position = {n: i for i, n in enumerate(numbers)}
+    texts = mask_lines([selected.lines[n].text for n in numbers])
+    views = [[position[n] for n in every]] if every else []
     if len(selected.windows) > 1:
-        views.extend(view(window) for window in selected.windows)
-    return [v for v in views if v.text]
+        views += [[position[n] for n in w if n in position] for w in selected.windows]
+    return Reading(numbers, texts, [v for v in views if v])
 
 
 def best_category(probabilities: np.ndarray, classes: list[str]) -> tuple[int, str, float]:
@@ -79,8 +92,8 @@ class Diagnoser:
         self.rules = RuleSet(kb.patterns())
         self.bundle = bundle
         self.pipeline = bundle.pipeline
-        self.classes = [str(c) for c in self.pipeline.classes_]
-        self.explainer = Explainer(self.pipeline)
+        self.reader = Reader(self.pipeline)
+        self.classes = self.reader.classes
         self.threshold = bundle.threshold
         self.version = bundle.version
 
@@ -112,11 +125,11 @@ class Diagnoser:
                 chosen.setdefault(line.number, self._evidence_line(line, regex))
         return [chosen[n] for n in sorted(chosen)[:MAX_EVIDENCE]]
 
-    def _model_evidence(self, selected: Scan, view: View, category: str) -> list[Evidence]:
-        lines = [selected.lines[n] for n in view.numbers]
-        scores = self.explainer.line_scores([mask(line.text) for line in lines], category)
-        best = [i for i in np.argsort(-scores)[:3] if scores[i] > 0]
-        return [self._evidence_line(lines[i]) for i in sorted(best, key=lambda i: lines[i].number)]
+    def _model_evidence(self, selected: Scan, reading: Reading, counts, view: int, category: str) -> list[Evidence]:
+        rows = reading.views[view]
+        scores = self.reader.line_scores(counts, rows, category)
+        best = [rows[i] for i in np.argsort(-scores)[:3] if scores[i] > 0]
+        return [self._evidence_line(selected.lines[reading.numbers[r]]) for r in sorted(best)]
 
     # -- decision -----------------------------------------------------------------------------
 
@@ -124,38 +137,40 @@ class Diagnoser:
         """Decide, without texts: category, confidence, who decided, evidence, alternatives."""
         selected = scan(data, self.rules)
         hits = self.rules.evaluate(*selected.rule_input())
-        views = read_views(selected)
-        probabilities = (self.pipeline.predict_proba([v.text for v in views]) if views
-                         else np.zeros((0, len(self.classes))))
-        view_index, model_category, model_p = best_category(probabilities, self.classes)
+        reading = read(selected)
+        if reading.views:
+            counts = self.reader.count_lines(reading.texts)
+            features = self.reader.features(counts, reading.membership())
+            probabilities = self.reader.predict_proba(features)
+        else:
+            counts, features, probabilities = None, None, np.zeros((0, len(self.classes)))
+        view, model_category, model_p = best_category(probabilities, self.classes)
         common = {"threshold": self.threshold, "lines": selected.total_lines}
 
         if hits:
             by_category: dict[str, list[RuleHit]] = defaultdict(list)
             for hit in hits:
                 by_category[hit.rule.category].append(hit)
-            order = sorted(by_category, key=lambda c: (-self.kb[c].priority, -max(h.rule.score for h in by_category[c])))
+            order = sorted(by_category, key=lambda c: min((-h.rule.priority, -h.rule.score) for h in by_category[c]))
             category = order[0]
-            top = max(by_category[category], key=lambda h: h.rule.score)
+            top = max(by_category[category], key=lambda h: (h.rule.priority, h.rule.score))
             also = [(c, "rule", max(h.rule.score for h in by_category[c]), self._rule_evidence(by_category[c]))
                     for c in order[1:]]
             return Verdict(category=category, confidence=top.rule.score, decided_by="rule",
                            evidence=self._rule_evidence(by_category[category]),
-                           alternatives=self._alternatives(probabilities, view_index, category), also=also,
+                           alternatives=self._alternatives(probabilities, view, category), also=also,
                            rule=top.rule.pattern_id, rule_description=top.rule.description, **common)
 
         if model_p >= self.threshold:
-            view = views[view_index]
-            row = self.explainer.features.transform([view.text])
             return Verdict(category=model_category, confidence=model_p, decided_by="model",
-                           evidence=self._model_evidence(selected, view, model_category),
-                           alternatives=self._alternatives(probabilities, view_index, model_category),
-                           terms=self.explainer.top_terms(row, model_category), **common)
+                           evidence=self._model_evidence(selected, reading, counts, view, model_category),
+                           alternatives=self._alternatives(probabilities, view, model_category),
+                           terms=self.reader.top_terms(features, view, model_category), **common)
 
         signal = [selected.lines[n] for n in selected.signal if n in selected.lines][-3:]
         return Verdict(category=UNKNOWN, confidence=1.0 - model_p, decided_by="none",
                        evidence=[self._evidence_line(line) for line in signal],
-                       alternatives=self._alternatives(probabilities, view_index, UNKNOWN), **common)
+                       alternatives=self._alternatives(probabilities, view, UNKNOWN), **common)
 
     def _alternatives(self, probabilities: np.ndarray, view_index: int, chosen: str) -> list[Alternative]:
         if view_index < 0:

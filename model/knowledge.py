@@ -77,6 +77,8 @@ class Pattern(_Strict):
     line that also matches a regex of `unless` does not count (RE2 has no
     lookaround, so exclusions are listed here instead); a regex of
     `excluded_by` that matches any line of the log stops the pattern.
+    `priority`, when set, replaces the category's for this pattern (a failure
+    that is a root cause in one wording and a symptom in another).
     """
 
     id: str = Field(pattern=r"^[a-z0-9-]+/[a-z0-9-]+$")
@@ -86,6 +88,7 @@ class Pattern(_Strict):
     excluded_by: tuple[str, ...] = ()
     scope: Literal["any", "tail"] = "any"
     score: float = Field(default=0.95, gt=0.5, le=1.0)
+    priority: int | None = Field(default=None, ge=0, le=100)
     description: str = Field(min_length=1)
     examples: tuple[str, ...] = Field(min_length=1)
     near_misses: tuple[str, ...] = Field(min_length=1)

@@ -72,6 +72,7 @@ def relax(regex: str) -> str:
 class Rule:
     category: str
     pattern_id: str
+    priority: int
     score: float
     description: str
     scope: str
@@ -102,7 +103,8 @@ class RuleSet:
         pairs = list(pattern_pairs)
         searched = [index(r) for _, p in pairs for r in (p.regex, *p.requires, *p.excluded_by)]
         self.rules = [
-            Rule(entry.id, p.id, p.score, p.description, p.scope, index(p.regex),
+            Rule(entry.id, p.id, entry.priority if p.priority is None else p.priority, p.score, p.description,
+                 p.scope, index(p.regex),
                  tuple(index(r) for r in p.requires), tuple(index(u) for u in p.unless),
                  tuple(index(x) for x in p.excluded_by))
             for entry, p in pairs

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from model.rules import TAIL_LINES, RuleSet
-from model.text import Line, LineIndex, clean_line, compile_re2, normalize
+from model.text import Line, LineIndex, clean_lines, compile_re2, normalize
 
 # Words real tools print when something goes wrong (or stops: prompts, stalled pulls).
 _SIGNAL = compile_re2(
@@ -71,14 +71,17 @@ def _unique_lines(index: LineIndex, offsets, limit: int) -> np.ndarray:
 
 def _tail(index: LineIndex, lines: dict[int, Line]) -> list[int]:
     """The last non-blank lines (cleaned and cached in `lines`)."""
-    found, number = [], index.count
-    while number >= 1 and len(found) < TAIL_WINDOW and index.count - number < 200:
-        line = lines.get(number) or clean_line(number, index.raw(number))
-        lines[number] = line
-        if line.text:
-            found.append(number)
-        number -= 1
-    return found[::-1]
+    found: list[int] = []
+    end = index.count
+    for reach in (24, 200):
+        start = max(1, index.count - reach + 1)
+        fresh = [(n, index.raw(n)) for n in range(start, end + 1) if n not in lines]
+        lines.update((line.number, line) for line in clean_lines(fresh))
+        found = [n for n in range(start, index.count + 1) if lines[n].text][-TAIL_WINDOW:]
+        if len(found) >= TAIL_WINDOW or start == 1:
+            break
+        end = start - 1
+    return found
 
 
 def _windows(numbers: list[int], total: int) -> list[list[int]]:
@@ -111,8 +114,7 @@ def scan(data: bytes | str, rules: RuleSet) -> Scan:
     tail = _tail(index, lines)
     seeds = sorted(set(signal_numbers.tolist()) | set(tail) | set(rule_numbers[-MAX_SIGNAL_LINES:].tolist()))
     windows = _windows(seeds, index.count)
-    for number in {n for window in windows for n in window} | set(rule_numbers.tolist()):
-        if number not in lines:
-            lines[number] = clean_line(number, index.raw(number))
+    wanted = sorted(({n for window in windows for n in window} | set(rule_numbers.tolist())) - lines.keys())
+    lines.update((line.number, line) for line in clean_lines([(n, index.raw(n)) for n in wanted]))
     signal = [n for n in signal_numbers.tolist() if n in lines]
     return Scan(index.count, len(data), lines, rule_numbers.tolist(), signal, tail, windows)

@@ -27,9 +27,12 @@ def compile_re2(pattern: str | bytes):
 
 # Escape sequences: CSI (colours, cursor moves), OSC (titles, links), charset and two-byte escapes.
 _ANSI = compile_re2(rb"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\n]*(?:\x07|\x1b\x5c)?|[()#][0-9A-Za-z]|[@-Z\x5c-_])")
+# Per-selection patterns below run with Python's `re`: they are linear (no nested
+# quantifier can fail after matching), and `re` is much cheaper per call than the
+# RE2 wrapper on the small joined selections they see.
 # Colour codes whose ESC byte was lost on the way to an issue thread: "[91mW: GPG error".
-_ANSI_REMNANT = compile_re2(r"\[\d{1,3}(?:;\d{1,3})*m")
-_CONTROL = compile_re2(r"[\x00-\x08\x0b-\x1f\x7f]")
+_ANSI_REMNANT = re.compile(r"\[\d{1,3}(?:;\d{1,3})*m")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32-le"),
@@ -40,31 +43,35 @@ _BOMS = (
 )
 
 # Prefixes tools put before the message: CI and journald timestamps, BuildKit
-# step ids and elapsed seconds, compose service names, CI annotations.
-_PREFIX = compile_re2(
-    r"^(?:"
-    r"\s+"
+# step ids and elapsed seconds, compose service names, CI annotations. Never
+# crosses a line break ([ \t], not \s), so it also runs over joined lines.
+_PREFIX = re.compile(
+    r"(?m)^(?:"
+    r"[ \t]+"
     r"|\[?\d{4}[-/]\d{2}[-/]\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2}| ?UTC)?\]?"
     r"|\[?\d{2}:\d{2}:\d{2}(?:[.,]\d+)?\]?"
     r"|[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2} [\w.-]+ [\w./@-]+(?:\[\d+\])?:"
     r"|\[Container\]"
-    r"|#\d+(?: \d+\.\d+)?\s"
-    r"|\d+\.\d{1,4}\s"
-    r"|[\w.@-]+\s*\|\s"
+    r"|#\d+(?: \d+\.\d+)?[ \t]"
+    r"|\d+\.\d{1,4}[ \t]"
+    r"|\d+\t"
+    r"|[\w.@-]+[ \t]*\|[ \t]"
+    r"|=> => #[ \t]?"
     r"|##\[[a-z]+\]"
     r"|\[\d+\]\([^)\s]*\)"
-    r"|remote:\s"
+    r"|remote:[ \t]"
     r")+"
 )
 
+_HEX = "[0-9a-fA-F]"
 _MASKS = tuple(
-    (re.compile(pattern, re.IGNORECASE), replacement)
+    (re.compile(pattern), replacement)
     for pattern, replacement in (
-        (r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", "<uuid>"),
-        (r"\bsha(?:1|256|512)?:[0-9a-f]{12,}\b", "<digest>"),
-        (r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{12,}\b", "<hex>"),
+        (rf"\b{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}\b", "<uuid>"),
+        (rf"\b[sS][hH][aA](?:1|256|512)?:{_HEX}{{12,}}\b", "<digest>"),
+        (rf"\b(?={_HEX}*\d)(?={_HEX}*[a-fA-F]){_HEX}{{12,}}\b", "<hex>"),
         (r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b", "<ip>"),
-        (r"\[?\b[0-9a-f]{1,4}(?::[0-9a-f]{0,4}){2,7}\]?(?::\d+)?(?=[\s,)]|$)", "<ip>"),
+        (rf"\[?\b{_HEX}{{1,4}}(?::{_HEX}{{0,4}}){{2,7}}\]?(?::\d+)?(?=[\s,)]|$)", "<ip>"),
         (r"(?:/var/lib/docker/tmp|/var/tmp|/tmp)/\S*", "<tmp>"),
         (r"(?<![\w.])\d+(?:[.,:]\d+)+", "<num>"),
         (r"(?<![\w.])\d{4,}", "<num>"),
@@ -159,18 +166,35 @@ def strip_prefix(display: str) -> str:
     return display[match.end():] if match else display
 
 
+def clean_lines(raw_lines: list[tuple[int, str]]) -> list[Line]:
+    """Turn raw decoded lines into `Line`s (display keeps prefixes, text drops them), in one pass."""
+    if not raw_lines:
+        return []
+    joined = "\n".join(resolve_carriage_returns(raw) for _, raw in raw_lines)
+    if "[" in joined:
+        joined = _ANSI_REMNANT.sub("", joined)
+    joined = _CONTROL.sub("", joined)
+    displays = joined.split("\n")
+    texts = _PREFIX.sub("", joined).split("\n")
+    return [Line(number, display.rstrip(), text.strip())
+            for (number, _), display, text in zip(raw_lines, displays, texts)]
+
+
 def clean_line(number: int, raw: str) -> Line:
-    """Turn a raw decoded line into a `Line` (display keeps prefixes, text drops them)."""
-    display = resolve_carriage_returns(raw)
-    if "[" in display:
-        display = _ANSI_REMNANT.sub("", display)
-    display = _CONTROL.sub("", display).rstrip()
-    return Line(number, display, strip_prefix(display).strip())
+    """One raw line as a `Line`."""
+    return clean_lines([(number, raw)])[0]
+
+
+def mask_lines(texts: list[str]) -> list[str]:
+    """Replace volatile tokens (hashes, ids, IPs, numbers, temp paths) so features generalise."""
+    if not texts:
+        return []
+    joined = "\n".join(text[:MAX_FEATURE_CHARS] for text in texts)
+    for pattern, replacement in _MASKS:
+        joined = pattern.sub(replacement, joined)
+    return joined.split("\n")
 
 
 def mask(text: str) -> str:
-    """Replace volatile tokens (hashes, ids, IPs, numbers, temp paths) so features generalise."""
-    text = text[:MAX_FEATURE_CHARS]
-    for pattern, replacement in _MASKS:
-        text = pattern.sub(replacement, text)
-    return text
+    """`mask_lines` for one line."""
+    return mask_lines([text.replace("\n", " ")])[0]

@@ -18,8 +18,8 @@ from sklearn.model_selection import StratifiedKFold
 
 from model import paths
 from model.bundle import save_bundle
-from model.classifier import build_pipeline
-from model.diagnose import View, best_category, read_views
+from model.classifier import Reader, build_pipeline
+from model.diagnose import Reading, best_category, read
 from model.errors import SampleError
 from model.knowledge import UNKNOWN, KnowledgeBase, load_knowledge_base
 from model.rules import RuleSet
@@ -36,12 +36,12 @@ THRESHOLDS = np.round(np.arange(0.30, 0.96, 0.01), 2)
 @dataclass
 class Prepared:
     sample: Sample
-    views: list[View]
+    reading: Reading
     rule_category: str | None
 
     @property
     def text(self) -> str:
-        return self.views[0].text if self.views else ""
+        return self.reading.view_text(0) if self.reading.views else ""
 
 
 @dataclass
@@ -59,8 +59,8 @@ def prepare(samples: list[Sample], kb: KnowledgeBase, rules: RuleSet) -> list[Pr
     for sample in samples:
         selected = scan(sample.read(), rules)
         hits = rules.evaluate(*selected.rule_input())
-        top = max(hits, key=lambda h: (kb[h.rule.category].priority, h.rule.score)) if hits else None
-        prepared.append(Prepared(sample, read_views(selected), top.rule.category if top else None))
+        top = max(hits, key=lambda h: (h.rule.priority, h.rule.score)) if hits else None
+        prepared.append(Prepared(sample, read(selected), top.rule.category if top else None))
     return prepared
 
 
@@ -105,11 +105,12 @@ def out_of_fold(prepared: list[Prepared], labels: list[str], seed: int) -> tuple
     for train_idx, test_idx in folds.split(texts, labels):
         pipeline = build_pipeline(random_state=seed).fit([texts[i] for i in train_idx],
                                                          [labels[i] for i in train_idx])
-        classes = [str(c) for c in pipeline.classes_]
+        reader = Reader(pipeline)
         for i in test_idx:
-            views = prepared[i].views
-            if views:
-                _, category, p = best_category(pipeline.predict_proba([v.text for v in views]), classes)
+            reading = prepared[i].reading
+            if reading.views:
+                features = reader.features(reader.count_lines(reading.texts), reading.membership())
+                _, category, p = best_category(reader.predict_proba(features), reader.classes)
                 predicted[i], confidence[i] = category, p
     return predicted, confidence
 

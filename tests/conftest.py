@@ -57,3 +57,12 @@ def client(app):
 def needs(path: Path):
     """Skip a test when a shared corpus is not on this machine."""
     return pytest.mark.skipif(not path.exists(), reason=f"{path} is not available")
+
+
+@pytest.fixture(scope="session")
+def live_server(model_dir):
+    """One real gunicorn (2 workers, no rate limit) shared by the HTTP integration tests."""
+    from tests.live import running_server
+
+    with running_server({"LOGMEDIC_MODEL_DIR": str(model_dir), "LOGMEDIC_RATE_LIMIT": ""}) as server:
+        yield server

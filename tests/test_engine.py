@@ -1,0 +1,156 @@
+"""The engine end to end: decisions, explanations, long logs, determinism, accuracy on real logs."""
+
+from __future__ import annotations
+
+import random
+import shutil
+
+import numpy as np
+import pytest
+
+from model import paths
+from model.diagnose import Diagnoser, read
+from model.evaluate import bury, evaluate, load_noise
+from model.knowledge import KnowledgeBase
+from model.scan import scan
+from model.training import train
+from tests.conftest import DEV_SET, LOGHUB, needs
+
+SEED_CATEGORIES = ("registry-pull-hang", "apt-invalid-signature", "no-space-left", "postgres-superuser-password",
+                   "apt-release-eol", "systemd-cgroup-readonly")
+
+APT_LOG = """Step 2/6 : RUN apt-get update && apt-get install -y curl
+ ---> Running in 0d1c2b3a4f5e
+Get:1 http://deb.debian.org/debian bookworm InRelease [151 kB]
+Err:1 http://deb.debian.org/debian bookworm InRelease
+  At least one invalid signature was encountered.
+Reading package lists...
+W: GPG error: http://deb.debian.org/debian bookworm InRelease: At least one invalid signature was encountered.
+E: The repository 'http://deb.debian.org/debian bookworm InRelease' is not signed.
+The command '/bin/sh -c apt-get update && apt-get install -y curl' returned a non-zero code: 100
+"""
+
+
+def test_when_rule_fires_then_evidence_is_the_failing_line(diagnoser):
+    verdict = diagnoser.verdict(APT_LOG)
+    assert verdict.category == "apt-invalid-signature" and verdict.decided_by == "rule"
+    assert verdict.rule.startswith("apt-invalid-signature/")
+    lines = {e.line: e.text for e in verdict.evidence}
+    assert 5 in lines and "At least one invalid signature" in lines[5]
+    assert all(APT_LOG.splitlines()[e.line - 1].strip() == e.text.strip() for e in verdict.evidence)
+
+
+def test_when_disk_full_breaks_apt_then_root_cause_first_and_symptom_also(diagnoser):
+    log = APT_LOG.replace("Reading package lists...", "Reading package lists...\nE: Write error - write (28: No space left on device)")
+    verdict = diagnoser.verdict(log)
+    assert verdict.category == "no-space-left"
+    assert [finding[0] for finding in verdict.also] == ["apt-invalid-signature"]
+
+
+@pytest.fixture(scope="module")
+def model_only(diagnoser):
+    """The same model with every override removed, so the model has to decide."""
+    kb = KnowledgeBase([entry.model_copy(update={"patterns": ()}) for entry in diagnoser.kb])
+    return Diagnoser(kb, diagnoser.bundle)
+
+
+def test_when_model_decides_then_terms_evidence_and_alternatives(model_only):
+    verdict = model_only.verdict(APT_LOG)
+    assert verdict.category == "apt-invalid-signature" and verdict.decided_by == "model"
+    assert verdict.confidence >= verdict.threshold
+    assert any("signature" in term for term in verdict.terms)
+    assert any("invalid signature" in e.text for e in verdict.evidence)
+    assert all(a.category not in (verdict.category, "unknown") for a in verdict.alternatives)
+    assert [a.score for a in verdict.alternatives] == sorted((a.score for a in verdict.alternatives), reverse=True)
+
+
+def test_when_model_is_unsure_then_unknown_with_its_best_guess_as_alternative(model_only):
+    verdict = model_only.verdict("make: *** [Makefile:12: test] Error 2\nFAILED tests/test_cart.py::test_total")
+    assert verdict.category == "unknown" and verdict.decided_by == "none"
+    assert verdict.confidence > 0.0
+
+
+@needs(LOGHUB)
+def test_when_failure_buried_in_a_huge_log_then_found_with_its_original_line(diagnoser):
+    noise = load_noise(LOGHUB)
+    rng = random.Random(3)
+    filler = [rng.choice(noise) for _ in range(60_000)]
+    log = b"\n".join(filler[:41_234] + [b"initdb: error: could not create directory \"/var/lib/postgresql/data/pg_wal\": "
+                                        b"No space left on device"] + filler[41_234:])
+    verdict = diagnoser.verdict(log)
+    assert verdict.category == "no-space-left"
+    assert 41_235 in [e.line for e in verdict.evidence]
+    assert verdict.lines == 60_001
+
+
+@pytest.mark.parametrize("log", [b"", b"   \n\t\n", b"\x00\x00\x00", b"x" * (5 * 1024 * 1024), "\ud800 lone surrogate"])
+def test_when_degenerate_log_then_unknown_without_error(diagnoser, log):
+    assert diagnoser.verdict(log).category == "unknown"
+
+
+def test_same_log_same_answer(diagnoser):
+    first, second = diagnoser.verdict(APT_LOG), diagnoser.verdict(APT_LOG)
+    assert first == second
+
+
+def test_fast_reading_equals_the_pipeline(diagnoser):
+    """The engine's line-by-line reading must give exactly the pipeline's probabilities."""
+    log = APT_LOG + "\n".join(f"#9 {i}.0 npm WARN deprecated pkg{i}@1.0.{i}: use something else" for i in range(60))
+    reading = read(scan(log, diagnoser.rules))
+    assert len(reading.views) > 1
+    reader = diagnoser.reader
+    fast = reader.predict_proba(reader.features(reader.count_lines(reading.texts), reading.membership()))
+    slow = diagnoser.pipeline.predict_proba([reading.view_text(v) for v in range(len(reading.views))])
+    np.testing.assert_allclose(fast, slow, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory):
+    """A copy of training_data/ with a few samples per category: enough to train in seconds."""
+    root = tmp_path_factory.mktemp("data")
+    shutil.copytree(paths.knowledge_dir(paths.DATA_DIR), root / "knowledge")
+    for folder in paths.samples_dir(paths.DATA_DIR).iterdir():
+        keep = sorted(folder.glob("*.log"))[: 24 if folder.name == "unknown" else 6]
+        (root / "samples" / folder.name).mkdir(parents=True)
+        for path in keep:
+            shutil.copy(path, root / "samples" / folder.name / path.name)
+    return root
+
+
+def test_same_data_same_model(small_data, tmp_path):
+    """Training is reproducible: two trainings on the same data give the same threshold and probabilities."""
+    reports = [train(small_data, tmp_path / name) for name in ("a", "b")]
+    assert reports[0].threshold == reports[1].threshold
+    logs = [APT_LOG, "Killed", "FAILED test_x", "dial tcp 1.2.3.4:443: i/o timeout pulling image"]
+    answers = []
+    for name in ("a", "b"):
+        engine = Diagnoser.load(small_data, tmp_path / name)
+        answers.append([engine.verdict(log).model_dump() for log in logs])
+    assert answers[0] == answers[1]
+
+
+@needs(DEV_SET)
+def test_real_logs_meet_the_accuracy_targets(diagnoser):
+    """`logmedic eval ../shared/dev-set`: macro-F1 ≥ 0.92, seed recall ≥ 0.95, unknown given a category < 5%."""
+    report = evaluate(diagnoser, DEV_SET)
+    assert report.macro_f1 >= 0.92, report.misses
+    assert all(report.metrics[c]["recall"] >= 0.95 for c in SEED_CATEGORIES), report.misses
+    assert report.unknown_given_category < 0.05
+
+
+@needs(DEV_SET)
+@needs(LOGHUB)
+def test_real_logs_buried_in_noise_are_classified_as_well(diagnoser):
+    """The dev-set logs inside 1,500 lines of unrelated system logs get the same answers as bare."""
+    bare = evaluate(diagnoser, DEV_SET)
+    buried = evaluate(diagnoser, DEV_SET, noise=load_noise(LOGHUB), noise_lines=1500)
+    assert buried.unknown_given_category <= bare.unknown_given_category
+    assert buried.macro_f1 >= bare.macro_f1 - 0.03, buried.misses
+    assert len(buried.misses) <= len(bare.misses) + 2, buried.misses
+
+
+def test_bury_keeps_the_log_intact():
+    noise = [f"noise {i}".encode() for i in range(100)]
+    log = b"line one\nline two\n"
+    buried = bury(log, noise, 50, random.Random(1))
+    assert b"line one\nline two" in buried and buried.count(b"\n") == 52

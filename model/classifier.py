@@ -85,18 +85,15 @@ class Reader:
 
         classifier = pipeline.named_steps["classifier"]
         self.classes = [str(c) for c in classifier.classes_]
-        self._members = []
-        for calibrated in classifier.calibrated_classifiers_:
-            estimator = calibrated.estimator
-            columns = np.searchsorted(classifier.classes_, estimator.classes_)
-            self._members.append((
-                np.ascontiguousarray(estimator.coef_.T, dtype=np.float32),
-                estimator.intercept_.astype(np.float64),
-                np.array([c.a_ for c in calibrated.calibrators]),
-                np.array([c.b_ for c in calibrated.calibrators]),
-                columns,
-            ))
-        self._weights = np.mean([m[0] for m in self._members], axis=0).T.copy()  # class × feature
+        # The calibration folds' SVMs side by side: one product per feature family gives every decision.
+        members = classifier.calibrated_classifiers_
+        self._weights_all = np.ascontiguousarray(
+            np.hstack([m.estimator.coef_.T for m in members]), dtype=np.float32)   # feature × (fold, class)
+        self._intercepts = np.concatenate([m.estimator.intercept_ for m in members]).astype(np.float64)
+        self._a = np.concatenate([[c.a_ for c in m.calibrators] for m in members])
+        self._b = np.concatenate([[c.b_ for c in m.calibrators] for m in members])
+        self._columns = [np.searchsorted(classifier.classes_, m.estimator.classes_) for m in members]
+        self._weights = np.mean([m.estimator.coef_ for m in members], axis=0).astype(np.float32)  # class × feature
 
     def _word_counts(self, texts: list[str]) -> sp.csr_matrix:
         vocabulary, analyze = self._word_vocabulary, self._word_grams
@@ -154,17 +151,19 @@ class Reader:
     def predict_proba(self, features: list[sp.csr_matrix]) -> np.ndarray:
         """Calibrated probabilities, averaged over the calibration folds (as scikit-learn does)."""
         words, chars = features
+        decision = (np.asarray(words @ self._weights_all[:self._n_words], dtype=np.float64)
+                    + np.asarray(chars @ self._weights_all[self._n_words:], dtype=np.float64) + self._intercepts)
+        calibrated = 1.0 / (1.0 + np.exp(self._a * decision + self._b))
         total = np.zeros((words.shape[0], len(self.classes)))
-        for weights, intercept, a, b, columns in self._members:
-            decision = (np.asarray(words @ weights[:self._n_words], dtype=np.float64)
-                        + np.asarray(chars @ weights[self._n_words:], dtype=np.float64) + intercept)
+        start = 0
+        for columns in self._columns:
             proba = np.zeros_like(total)
-            proba[:, columns] = 1.0 / (1.0 + np.exp(a * decision + b))
+            proba[:, columns] = calibrated[:, start:start + len(columns)]
+            start += len(columns)
             denominator = proba.sum(axis=1, keepdims=True)
-            proba = np.divide(proba, denominator, out=np.full_like(proba, 1 / len(self.classes)),
-                              where=denominator != 0)
-            total += proba
-        total /= len(self._members)
+            total += np.divide(proba, denominator, out=np.full_like(proba, 1 / len(self.classes)),
+                               where=denominator != 0)
+        total /= len(self._columns)
         total[(1.0 < total) & (total <= 1.0 + 1e-5)] = 1.0
         return total
 

@@ -56,16 +56,19 @@ class Reading:
                              shape=(len(self.views), len(self.numbers)))
 
 
-def read(selected: Scan) -> Reading:
-    """The model's reading of a scan."""
-    every = sorted({n for window in selected.windows for n in window if selected.lines[n].text})
+def read(selected: Scan, focus: set[int] | None = None) -> Reading:
+    """The model's reading of a scan; with `focus`, only the windows holding those lines."""
+    windows = selected.windows
+    if focus is not None:
+        windows = [w for w in windows if focus.intersection(w)] or [sorted(focus)]
+    every = sorted({n for window in windows for n in window if selected.lines[n].text})
     every = every[-MAX_WHOLE_LINES:] if len(every) > MAX_WHOLE_LINES else every
-    numbers = sorted(set(every) | {n for w in selected.windows for n in w if selected.lines[n].text})
+    numbers = sorted(set(every) | {n for w in windows for n in w if selected.lines[n].text})
     position = {n: i for i, n in enumerate(numbers)}
     texts = mask_lines([selected.lines[n].text for n in numbers])
     views = [[position[n] for n in every]] if every else []
-    if len(selected.windows) > 1:
-        views += [[position[n] for n in w if n in position] for w in selected.windows]
+    if len(windows) > 1:
+        views += [[position[n] for n in w if n in position] for w in windows]
     return Reading(numbers, texts, [v for v in views if v])
 
 
@@ -137,7 +140,10 @@ class Diagnoser:
         """Decide, without texts: category, confidence, who decided, evidence, alternatives."""
         selected = scan(data, self.rules)
         hits = self.rules.evaluate(*selected.rule_input())
-        reading = read(selected)
+        # When an override decides, the model only reads the lines around what it matched, to name the
+        # next candidates; otherwise it reads every window.
+        focus = {line.number for hit in hits for line in (*hit.lines, *hit.context)} if hits else None
+        reading = read(selected, focus)
         if reading.views:
             counts = self.reader.count_lines(reading.texts)
             features = self.reader.features(counts, reading.membership())

@@ -101,11 +101,9 @@ class RuleSet:
             return regexes.setdefault(regex, len(regexes))
 
         pairs = list(pattern_pairs)
-        searched = [index(r) for _, p in pairs for r in (p.regex, *p.requires, *p.excluded_by)]
         self.rules = [
             Rule(entry.id, p.id, entry.priority if p.priority is None else p.priority, p.score, p.description,
-                 p.scope, index(p.regex),
-                 tuple(index(r) for r in p.requires), tuple(index(u) for u in p.unless),
+                 p.scope, index(p.regex), tuple(index(r) for r in p.requires), tuple(index(u) for u in p.unless),
                  tuple(index(x) for x in p.excluded_by))
             for entry, p in pairs
         ]
@@ -115,13 +113,25 @@ class RuleSet:
         for regex in self.regexes:
             self._set.Add(regex)
         self._set.Compile()
-        # Same-line exclusions (`unless`) are only checked on lines already found: not in the union.
-        union = "|".join(f"(?:{relax(self.regexes[i])})" for i in sorted(set(searched))) or "[^\\x00-\\x{10FFFF}]"
-        self._union = re2.compile(union.encode("utf-8"), _SET_OPTIONS)
+        # Two whole-log passes find candidate lines. "Precise" regexes match raw lines exactly as they
+        # match cleaned ones (no anchors): their lines are the failures, all kept. "Broad" ones are
+        # anchored patterns searched without their anchors, and the context regexes of `requires` and
+        # `excluded_by`: supersets, capped. Tail-scoped patterns only read the tail, which is always read.
+        # Each union ends with [^\n]* so it matches a line at most once.
+        primary = {r.regex for r in self.rules if r.scope != "tail"}
+        context = {i for r in self.rules for i in (*r.requires, *r.excluded_by)}
+        precise = sorted(i for i in primary if relax(self.regexes[i]) == self.regexes[i])
+        broad = sorted((primary | context) - set(precise))
+        self._precise, self._broad = (self._union(indexes) for indexes in (precise, broad))
+
+    def _union(self, indexes: list[int]):
+        body = "|".join(f"(?:{relax(self.regexes[i])})" for i in indexes) or "[^\\x00-\\x{10FFFF}]"
+        return re2.compile(f"(?:{body})[^\n]*".encode("utf-8"), _SET_OPTIONS)
 
     def candidate_offsets(self, data: bytes):
-        """Byte offsets in the whole log where some pattern may match (a superset)."""
-        return (match.start() for match in self._union.finditer(data))
+        """Byte offsets in the whole log where some pattern may match: (precise, broad)."""
+        return ([m.start() for m in self._precise.finditer(data)],
+                [m.start() for m in self._broad.finditer(data)])
 
     def _matches(self, lines: list[Line]) -> tuple[dict[int, list[Line]], dict[int, set[int]]]:
         """Lines per regex index, and regex indexes per line number."""

@@ -19,19 +19,21 @@ from model.text import Line, LineIndex, clean_lines, compile_re2, normalize
 
 # Words real tools print when something goes wrong (or stops: prompts, stalled pulls).
 _SIGNAL = compile_re2(
-    rb"(?i)error|\berr\b|fail|fatal|panic|denied|refused|cannot|can't|couldn't|could not|unable"
+    rb"(?i)(?:error|\berr\b|fail|fatal|panic|denied|refused|cannot|can't|couldn't|could not|unable"
     rb"|not found|no such|timed? ?out|deadline|exceeded|killed|oom|exit code|exited with|non-zero"
     rb"|returned a|abort|invalid|unauthori[sz]ed|forbidden|conflict|already in use|already allocated"
-    rb"|\bhang|\bhung\b|stuck|\b[EW]: |warn|not permitted|permission|no space|read-only|enospc|eai_again"
+    rb"|\bhang|\bhung\b|stuck|\b[EW]: |platform|not permitted|permission|no space|read-only|enospc|eai_again"
     rb"|econnrefused|externally.managed|debconf|please select|geographic area|configuring"
     rb"|\b(?:401|403|404|429|137)\b|not signed|signature|release file|uninitiali[sz]ed|exec format"
-    rb"|manifest|toomanyrequests|rate limit|resolv|\[!+\]|traceback|exception|exiting pid"
+    rb"|manifest|toomanyrequests|rate limit|resolv|\[!+\]|traceback|exception|exiting pid)"
+    rb"[^\n]*"  # one match per line at most
 )
 
-CONTEXT_BEFORE = 2
-CONTEXT_AFTER = 3
+CONTEXT_BEFORE = 1
+CONTEXT_AFTER = 2
 MAX_SIGNAL_LINES = 400   # error-like lines kept: a few from the start, most from the end
-MAX_RULE_LINES = 2000    # lines checked against the overrides
+MAX_RULE_LINES = 20_000  # lines a precise override may match (all of them, unless absurdly many)
+MAX_CONTEXT_LINES = 3000 # lines only a broad or context regex may match
 MAX_WINDOW_LINES = 40    # a window longer than this is split
 MAX_WINDOWS = 48
 TAIL_WINDOW = 6          # the end of a log is where a failure usually shows
@@ -62,7 +64,7 @@ class Scan:
 
 def _unique_lines(index: LineIndex, offsets, limit: int) -> np.ndarray:
     """Distinct line numbers of `offsets`, at most `limit`: a fifth from the start, the rest from the end."""
-    numbers = np.unique(index.numbers(np.fromiter(offsets, dtype=np.int64)))
+    numbers = np.unique(index.numbers(np.asarray(offsets, dtype=np.int64)))
     if len(numbers) > limit:
         head = limit // 5
         numbers = np.concatenate([numbers[:head], numbers[-(limit - head):]])
@@ -107,8 +109,10 @@ def scan(data: bytes | str, rules: RuleSet) -> Scan:
     """Select and clean the lines worth reading in one log."""
     data = normalize(data)
     index = LineIndex(data)
-    rule_numbers = _unique_lines(index, rules.candidate_offsets(data), MAX_RULE_LINES)
-    signal_numbers = _unique_lines(index, (m.start() for m in _SIGNAL.finditer(data)), MAX_SIGNAL_LINES)
+    precise, broad = rules.candidate_offsets(data)
+    rule_numbers = np.union1d(_unique_lines(index, precise, MAX_RULE_LINES),
+                              _unique_lines(index, broad, MAX_CONTEXT_LINES))
+    signal_numbers = _unique_lines(index, [m.start() for m in _SIGNAL.finditer(data)], MAX_SIGNAL_LINES)
 
     lines: dict[int, Line] = {}
     tail = _tail(index, lines)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import codecs
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import re2
@@ -141,8 +141,7 @@ class LineIndex:
         return self.data[start:end].decode("utf-8", "replace")
 
 
-@dataclass(frozen=True, slots=True)
-class Line:
+class Line(NamedTuple):
     """One selected log line: its original number, what a person sees, what rules and model read."""
 
     number: int

@@ -133,13 +133,13 @@ class RuleSet:
         return ([m.start() for m in self._precise.finditer(data)],
                 [m.start() for m in self._broad.finditer(data)])
 
-    def _matches(self, lines: list[Line]) -> tuple[dict[int, list[Line]], dict[int, set[int]]]:
-        """Lines per regex index, and regex indexes per line number."""
+    def _matches(self, lines: list[Line]) -> tuple[dict[int, list[Line]], dict[Line, set[int]]]:
+        """Lines per regex index, and regex indexes per line."""
         by_regex: dict[int, list[Line]] = defaultdict(list)
-        by_line: dict[int, set[int]] = {}
+        by_line: dict[Line, set[int]] = {}
         for line in lines:
             found = self._set.Match(line.text) or ()
-            by_line[line.number] = set(found)
+            by_line[line] = set(found)
             for regex in found:
                 by_regex[regex].append(line)
         return by_regex, by_line
@@ -152,7 +152,7 @@ class RuleSet:
         for rule in self.rules:
             primary = (at_end if rule.scope == "tail" else anywhere).get(rule.regex, [])
             if rule.unless:
-                primary = [line for line in primary if not per_line[line.number].intersection(rule.unless)]
+                primary = [line for line in primary if not per_line[line].intersection(rule.unless)]
             if not primary or not all(anywhere.get(r) for r in rule.requires):
                 continue
             if any(anywhere.get(x) for x in rule.excluded_by):

@@ -37,6 +37,7 @@ MAX_CONTEXT_LINES = 3000 # lines only a broad or context regex may match
 MAX_WINDOW_LINES = 40    # a window longer than this is split
 MAX_WINDOWS = 48
 TAIL_WINDOW = 6          # the end of a log is where a failure usually shows
+WRAP_WIDTH = 70          # a line at least this wide that ends mid-word may continue on the next
 
 
 @dataclass
@@ -55,8 +56,24 @@ class Scan:
         return [self.lines[n] for n in numbers]
 
     def rule_input(self) -> tuple[list[Line], list[Line]]:
-        """What the overrides read: the candidate lines, and the last non-blank lines."""
-        return self.get(self.rule_lines), self.get(self.tail[-TAIL_LINES:])
+        """What the overrides read: the candidate lines (and their wrapped joins), and the last non-blank lines."""
+        return self.get(self.rule_lines) + self.wrapped(), self.get(self.tail[-TAIL_LINES:])
+
+    def wrapped(self) -> list[Line]:
+        """Long error-like lines that look cut by a terminal, joined with the next line.
+
+        A message wrapped at the terminal's width ("... does not have a Re" / "lease file.")
+        matches no pattern in either half; the join is tried with and without a space.
+        """
+        joins = []
+        for number in sorted(set(self.signal) | set(self.rule_lines)):
+            line, after = self.lines.get(number), self.lines.get(number + 1)
+            if (line is None or after is None or not after.text or len(line.display) < WRAP_WIDTH
+                    or not (line.text[-1:].isalnum() or line.text[-1:] in "-_/'\",:(")):
+                continue
+            joins.append(Line(number, line.display + after.text, line.text + after.text))
+            joins.append(Line(number, f"{line.display} {after.text}", f"{line.text} {after.text}"))
+        return joins
 
     def window_text(self, numbers) -> str:
         return "\n".join(self.lines[n].text for n in numbers if self.lines[n].text)

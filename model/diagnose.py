@@ -61,6 +61,7 @@ def read(selected: Scan, focus: set[int] | None = None) -> Reading:
     windows = selected.windows
     if focus is not None:
         windows = [w for w in windows if focus.intersection(w)] or [sorted(focus)]
+    selected.ensure(n for window in windows for n in window)
     every = sorted({n for window in windows for n in window if selected.lines[n].text})
     every = every[-MAX_WHOLE_LINES:] if len(every) > MAX_WHOLE_LINES else every
     numbers = sorted(set(every) | {n for w in windows for n in w if selected.lines[n].text})
@@ -173,7 +174,7 @@ class Diagnoser:
                            alternatives=self._alternatives(probabilities, view, model_category),
                            terms=self.reader.top_terms(features, view, model_category), **common)
 
-        signal = [selected.lines[n] for n in selected.signal if n in selected.lines][-3:]
+        signal = selected.get(selected.signal[-3:])
         return Verdict(category=UNKNOWN, confidence=1.0 - model_p, decided_by="none",
                        evidence=[self._evidence_line(line) for line in signal],
                        alternatives=self._alternatives(probabilities, view, UNKNOWN), **common)

@@ -3,18 +3,38 @@
 Logs carry secrets: passwords in environment variables and URLs, registry
 and cloud tokens, Authorization headers, private keys. Evidence lines are
 redacted before they leave the engine, so no output format can leak them.
-Inputs here are short (one evidence line), so Python's `re` is safe to use.
+Every pattern runs with RE2 (linear time, whatever the text): Python's `re`
+took seconds on some crafted lines of a few kilobytes (a run of `PASSWORD.`
+made the secret-name rule cubic). RE2 has no lookaround, so the few checks
+that needed one are done in the replacement functions below.
 """
 
 from __future__ import annotations
 
-import re
+from model.text import compile_re2
 
 MASK = "[REDACTED]"
 MAX_CHARS = 600
+MARGIN = 200  # characters around an excerpt that redaction still reads
 
 _SECRET_WORDS = (r"[A-Za-z0-9_.-]*(?:PASSWORD|PASSWD|PASSPHRASE|PWD|SECRET|TOKEN|API[_-]?KEY|ACCESS[_-]?KEY"
                  r"|PRIVATE[_-]?KEY|CREDENTIALS?|AUTH[_-]?KEY|CLIENT[_-]?SECRET|SESSION[_-]?KEY)[A-Za-z0-9_.-]*")
+
+
+def _credential(match) -> str:
+    """Mask a Bearer/Basic/token credential only when it has a digit or base64 padding ("basic auth" has none)."""
+    value = match.group(3)
+    if any(c.isdigit() or c in "=+/" for c in value):
+        return match.group(1) + match.group(2) + MASK
+    return match.group(0)
+
+
+def _named_value(match) -> str:
+    """Mask the value of a secret-named variable, unless an earlier rule already did."""
+    if match.group(3).startswith(MASK):
+        return match.group(0)
+    return match.group(1) + match.group(2) + MASK
+
 
 # (pattern, replacement): the replacement keeps the name and drops the value.
 # Token formats are case-sensitive; names of secrets (password=, Authorization:) are not.
@@ -33,50 +53,67 @@ _CASE_SENSITIVE = (
 )
 _ANY_CASE = (
     (r"\b((?:proxy-)?authorization\s*[:=]\s*)(?:\"[^\"]*\"|'[^']*'|[^\s,;\"']+(?:[ \t]+[^\s,;\"']+)?)", r"\1" + MASK),
-    # A credential after Bearer/Basic/token has digits or base64 padding; "basic auth challenge" does not.
-    (r"\b(bearer|basic|token)(\s+)(?=[A-Za-z0-9._~+/=-]*[0-9=+/])(?!-)[A-Za-z0-9._~+/=-]{8,}", r"\1\2" + MASK),
-    (r"\b([a-z][a-z0-9+.-]*://[^\s/:@]+:)[^\s/@]+@", r"\1" + MASK + "@"),
-    (r"(--password(?:=|\s+)|--passwd(?:=|\s+)|\blogin\b[^\n]*?\s-p\s+)(?!-)(?:\"[^\"]*\"|'[^']*'|\S+)", r"\1" + MASK),
-    (r"\b(mysql(?:admin|dump)?\b[^\n]*?\s-p)(?!\s)(\S+)", r"\1" + MASK),
-    (rf"\b({_SECRET_WORDS})(\"?\s*[=:]\s*)(?!{re.escape(MASK)})(?:\"[^\"]*\"|'[^']*'|[^\s,;&\"']+)", r"\1\2" + MASK),
+    (r"\b(bearer|basic|token)(\s+)([A-Za-z0-9._~+/=][A-Za-z0-9._~+/=-]{7,})", _credential),
+    # The user may be empty: redis://:password@host.
+    (r"\b([a-z][a-z0-9+.-]*://[^\s/:@]*:)[^\s/@]+@", r"\1" + MASK + "@"),
+    (r"(--password(?:=|\s+)|--passwd(?:=|\s+)|\blogin\b[^\n]*?\s-p\s+)(?:\"[^\"]*\"|'[^']*'|[^-\s]\S*)", r"\1" + MASK),
+    (r"\b(mysql(?:admin|dump)?\b[^\n]*?\s-p)\S+", r"\1" + MASK),
+    (rf"\b({_SECRET_WORDS})(\"?\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&\"']+)", _named_value),
 )
-_RULES = tuple((re.compile(p), r) for p, r in _CASE_SENSITIVE) + tuple(
-    (re.compile(p, re.IGNORECASE), r) for p, r in _ANY_CASE)
+_RULES = tuple((compile_re2(p), r) for p, r in _CASE_SENSITIVE) + tuple(
+    (compile_re2("(?i)" + p), r) for p, r in _ANY_CASE)
 
 # Long runs of base64 that mix cases and digits look like key material; pure hex (digests) does not.
-_BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{40,}={0,2}")
+_BASE64_RUN = compile_re2(r"[A-Za-z0-9+/_-]{40,}={0,2}")
 
 
-def _key_like(match: re.Match) -> str:
+def _key_like(match) -> str:
     run = match.group(0)
     mixed = any(c.isupper() for c in run) and any(c.islower() for c in run) and any(c.isdigit() for c in run)
     return MASK if mixed else run
 
 
 # Most lines hold no secret: one cheap search decides whether the full rule set runs.
-_MAYBE_SECRET = re.compile(
+_MAYBE_SECRET = compile_re2(
     r"(?i)PRIVATE KEY|AKIA|ASIA|gh[pousr]_|github_pat_|glpat-|xox[abposre]-|hooks\.slack|npm_|AIza|[rs]k_(live|test)"
-    r"|eyJ|auth|bearer|basic|token|://[^\s/@]+:[^\s/@]+@|pass|pwd|secret|key|credential|session"
+    r"|eyJ|auth|bearer|basic|token|://[^\s/@]*:[^\s/@]+@|pass|pwd|secret|key|credential|session|login|mysql"
     r"|[A-Za-z0-9+/_-]{40}")
+
+
+def _encodable(text: str) -> str:
+    """The text with lone surrogates (from JSON "\\ud800" escapes) replaced: RE2 reads UTF-8 only."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def redact(text: str) -> str:
     """The text with every secret-looking value replaced by [REDACTED]."""
+    text = _encodable(text)
     if not _MAYBE_SECRET.search(text):
         return text
     for pattern, replacement in _RULES:
         text = pattern.sub(replacement, text)
     return _BASE64_RUN.sub(_key_like, text)
-
-
 def excerpt(text: str, start: int = 0, end: int = 0) -> str:
-    """A redacted piece of a long line around [start, end), cut at whitespace so no secret is half-kept."""
-    if len(text) > MAX_CHARS:
-        left = max(0, min(start, len(text)) - MAX_CHARS // 3)
-        piece = text[left:left + MAX_CHARS]
-        if left > 0:
-            piece = "… " + piece.split(None, 1)[-1] if " " in piece else "…"
-        if left + MAX_CHARS < len(text):
-            piece = piece.rsplit(None, 1)[0] + " …" if " " in piece else "…"
-        text = piece
-    return redact(text)
+    """A redacted piece of a long line around [start, end), cut at whitespace so no secret is half-kept.
+
+    Redaction reads MARGIN more characters on each side than the piece keeps, and runs before the
+    cut: cutting first could separate `Authorization: Basic` or `-p` from the credential after it
+    and leave the credential bare at the start of the piece, where nothing marks it as one.
+    """
+    if len(text) <= MAX_CHARS:
+        return redact(text)
+    left = max(0, min(start, len(text)) - MAX_CHARS // 3)
+    wide_left = max(0, left - MARGIN)
+    wide = redact(text[wide_left:left + MAX_CHARS + MARGIN])
+    # Masks change lengths a little; the piece stays where it was relative to the wide window.
+    offset = min(left - wide_left, len(wide))
+    piece = wide[offset:offset + MAX_CHARS]
+    if left > 0:
+        piece = "… " + piece.split(None, 1)[-1] if " " in piece else "…"
+    if left + MAX_CHARS < len(text):
+        piece = piece.rsplit(None, 1)[0] + " …" if " " in piece else "…"
+    return piece

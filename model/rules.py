@@ -117,7 +117,6 @@ class RuleSet:
         # match cleaned ones (no anchors): their lines are the failures, all kept. "Broad" ones are
         # anchored patterns searched without their anchors, and the context regexes of `requires` and
         # `excluded_by`: supersets, capped. Tail-scoped patterns only read the tail, which is always read.
-        # Each union ends with [^\n]* so it matches a line at most once.
         primary = {r.regex for r in self.rules if r.scope != "tail"}
         context = {i for r in self.rules for i in (*r.requires, *r.excluded_by)}
         precise = sorted(i for i in primary if relax(self.regexes[i]) == self.regexes[i])
@@ -126,12 +125,12 @@ class RuleSet:
 
     def _union(self, indexes: list[int]):
         body = "|".join(f"(?:{relax(self.regexes[i])})" for i in indexes) or "[^\\x00-\\x{10FFFF}]"
-        return re2.compile(f"(?:{body})[^\n]*".encode("utf-8"), _SET_OPTIONS)
+        return re2.compile(body.encode("utf-8"), _SET_OPTIONS)
 
-    def candidate_offsets(self, data: bytes):
-        """Byte offsets in the whole log where some pattern may match: (precise, broad)."""
-        return ([m.start() for m in self._precise.finditer(data)],
-                [m.start() for m in self._broad.finditer(data)])
+    @property
+    def unions(self):
+        """The two whole-log prefilters: (precise, broad)."""
+        return self._precise, self._broad
 
     def _matches(self, lines: list[Line]) -> tuple[dict[int, list[Line]], dict[Line, set[int]]]:
         """Lines per regex index, and regex indexes per line."""

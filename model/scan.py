@@ -26,13 +26,12 @@ _SIGNAL = compile_re2(
     rb"|econnrefused|externally.managed|debconf|please select|geographic area|configuring"
     rb"|\b(?:401|403|404|429|137)\b|not signed|signature|release file|uninitiali[sz]ed|exec format"
     rb"|manifest|toomanyrequests|rate limit|resolv|\[!+\]|traceback|exception|exiting pid)"
-    rb"[^\n]*"  # one match per line at most
 )
 
 CONTEXT_BEFORE = 1
 CONTEXT_AFTER = 2
 MAX_SIGNAL_LINES = 400   # error-like lines kept: a few from the start, most from the end
-MAX_RULE_LINES = 20_000  # lines a precise override may match (all of them, unless absurdly many)
+MAX_RULE_LINES = 5000    # lines a precise override may match (all of them, unless absurdly many)
 MAX_CONTEXT_LINES = 3000 # lines only a broad or context regex may match
 MAX_WINDOW_LINES = 40    # a window longer than this is split
 MAX_WINDOWS = 48
@@ -42,17 +41,30 @@ WRAP_WIDTH = 70          # a line at least this wide that ends mid-word may cont
 
 @dataclass
 class Scan:
-    """The selected lines of one log, and how they group into windows."""
+    """The selected lines of one log, and how they group into windows.
 
-    total_lines: int
-    total_bytes: int
+    Lines are cleaned on demand: the overrides need only their candidate lines,
+    so the windows the model reads are cleaned only when the model reads them.
+    """
+
+    index: LineIndex
     lines: dict[int, Line]
     rule_lines: list[int]
     signal: list[int]
     tail: list[int]
     windows: list[list[int]]
 
+    @property
+    def total_lines(self) -> int:
+        return self.index.count
+
+    def ensure(self, numbers) -> None:
+        """Clean the given lines, if they are not cleaned yet."""
+        wanted = sorted(n for n in set(numbers) if n not in self.lines and 1 <= n <= self.index.count)
+        self.lines.update((line.number, line) for line in clean_lines([(n, self.index.raw(n)) for n in wanted]))
+
     def get(self, numbers) -> list[Line]:
+        self.ensure(numbers)
         return [self.lines[n] for n in numbers]
 
     def rule_input(self) -> tuple[list[Line], list[Line]]:
@@ -65,21 +77,46 @@ class Scan:
         A message wrapped at the terminal's width ("... does not have a Re" / "lease file.")
         matches no pattern in either half; the join is tried with and without a space.
         """
+        long = [n for n in sorted(set(self.signal) | set(self.rule_lines))
+                if n < self.index.count and self.index.width(n) >= WRAP_WIDTH]
+        self.ensure(long + [n + 1 for n in long])
         joins = []
-        for number in sorted(set(self.signal) | set(self.rule_lines)):
-            line, after = self.lines.get(number), self.lines.get(number + 1)
-            if (line is None or after is None or not after.text or len(line.display) < WRAP_WIDTH
-                    or not (line.text[-1:].isalnum() or line.text[-1:] in "-_/'\",:(")):
+        for number in long:
+            line, after = self.lines[number], self.lines[number + 1]
+            if not after.text or not (line.text[-1:].isalnum() or line.text[-1:] in "-_/'\",:("):
                 continue
             joins.append(Line(number, line.display + after.text, line.text + after.text))
             joins.append(Line(number, f"{line.display} {after.text}", f"{line.text} {after.text}"))
         return joins
 
-    def window_text(self, numbers) -> str:
-        return "\n".join(self.lines[n].text for n in numbers if self.lines[n].text)
+def bounded_offsets(regex, data: bytes, head: int, tail: int) -> list[int]:
+    """Start offsets of a pattern's matches: all of them, or the first `head` and the last `tail`.
+
+    Each match costs a Python call, so a log with millions of matching lines would
+    cost seconds; past `head` matches the rest of the log is searched from its end,
+    in growing chunks, until `tail` matches are found. Cost stays bounded by head + tail.
+    """
+    first: list[int] = []
+    position = 0
+    for match in regex.finditer(data):
+        first.append(match.start())
+        position = match.end()
+        if len(first) >= head:
+            break
+    else:
+        return first
+    last: list[int] = []
+    end, chunk = len(data), 1 << 16
+    while end > position and len(last) < tail:
+        start = max(position, end - chunk)
+        if start > position:
+            start = data.rfind(b"\n", position, start) + 1 or start
+        last = [m.start() for m in regex.finditer(data, start, end)] + last
+        end, chunk = start, chunk * 2
+    return first + last[-tail:]
 
 
-def _unique_lines(index: LineIndex, offsets, limit: int) -> np.ndarray:
+def _unique_lines(index: LineIndex, offsets: list[int], limit: int) -> np.ndarray:
     """Distinct line numbers of `offsets`, at most `limit`: a fifth from the start, the rest from the end."""
     numbers = np.unique(index.numbers(np.asarray(offsets, dtype=np.int64)))
     if len(numbers) > limit:
@@ -126,16 +163,15 @@ def scan(data: bytes | str, rules: RuleSet) -> Scan:
     """Select and clean the lines worth reading in one log."""
     data = normalize(data)
     index = LineIndex(data)
-    precise, broad = rules.candidate_offsets(data)
+    precise, broad = (bounded_offsets(regex, data, limit // 5, limit - limit // 5)
+                      for regex, limit in zip(rules.unions, (MAX_RULE_LINES, MAX_CONTEXT_LINES)))
     rule_numbers = np.union1d(_unique_lines(index, precise, MAX_RULE_LINES),
                               _unique_lines(index, broad, MAX_CONTEXT_LINES))
-    signal_numbers = _unique_lines(index, [m.start() for m in _SIGNAL.finditer(data)], MAX_SIGNAL_LINES)
+    signal = bounded_offsets(_SIGNAL, data, MAX_SIGNAL_LINES // 5, MAX_SIGNAL_LINES - MAX_SIGNAL_LINES // 5)
+    signal_numbers = _unique_lines(index, signal, MAX_SIGNAL_LINES)
 
     lines: dict[int, Line] = {}
     tail = _tail(index, lines)
     seeds = sorted(set(signal_numbers.tolist()) | set(tail) | set(rule_numbers[-MAX_SIGNAL_LINES:].tolist()))
     windows = _windows(seeds, index.count)
-    wanted = sorted(({n for window in windows for n in window} | set(rule_numbers.tolist())) - lines.keys())
-    lines.update((line.number, line) for line in clean_lines([(n, index.raw(n)) for n in wanted]))
-    signal = [n for n in signal_numbers.tolist() if n in lines]
-    return Scan(index.count, len(data), lines, rule_numbers.tolist(), signal, tail, windows)
+    return Scan(index, lines, rule_numbers.tolist(), signal_numbers.tolist(), tail, windows)

@@ -79,6 +79,7 @@ _MASKS = tuple(
 )
 
 MAX_FEATURE_CHARS = 1500
+MAX_LINE_CHARS = 16_384
 
 
 def _transcode(data: bytes) -> bytes:
@@ -136,6 +137,11 @@ class LineIndex:
         end = int(self.newlines[number - 1]) if number - 1 < len(self.newlines) else len(self.data)
         return start, end
 
+    def width(self, number: int) -> int:
+        """Length of a line in bytes."""
+        start, end = self.span(number)
+        return end - start
+
     def raw(self, number: int) -> str:
         start, end = self.span(number)
         return self.data[start:end].decode("utf-8", "replace")
@@ -165,11 +171,19 @@ def strip_prefix(display: str) -> str:
     return display[match.end():] if match else display
 
 
+def shorten(raw: str) -> str:
+    """A line of absurd length keeps its start and its end: no real error message is that long."""
+    if len(raw) <= MAX_LINE_CHARS:
+        return raw
+    half = MAX_LINE_CHARS // 2
+    return f"{raw[:half]} … {raw[-half:]}"
+
+
 def clean_lines(raw_lines: list[tuple[int, str]]) -> list[Line]:
     """Turn raw decoded lines into `Line`s (display keeps prefixes, text drops them), in one pass."""
     if not raw_lines:
         return []
-    joined = "\n".join(resolve_carriage_returns(raw) for _, raw in raw_lines)
+    joined = "\n".join(resolve_carriage_returns(shorten(raw)) for _, raw in raw_lines)
     if "[" in joined:
         joined = _ANSI_REMNANT.sub("", joined)
     joined = _CONTROL.sub("", joined)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 
 import numpy as np
-import scipy.sparse as sp
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
 from sklearn.pipeline import FeatureUnion, Pipeline
@@ -63,29 +62,30 @@ class Reader:
     """A fitted pipeline, read line by line: probabilities for many views, terms and line scores.
 
     Equal to `pipeline.predict_proba` on the joined text of each view (a test
-    keeps it so), but each line is counted once, character n-grams come from
-    a per-word cache, and the calibrated SVMs are evaluated as one matrix
-    product instead of through scikit-learn's per-call validation.
+    keeps it so), but each line is counted once, character n-grams come from a
+    per-word cache, and a view is a short vector of feature indices: its
+    TF-IDF weights and the calibrated SVMs' decisions are a few numpy
+    operations, without scikit-learn's per-call checks or sparse matrices.
     """
 
     WORD_CACHE = 200_000
 
     def __init__(self, pipeline: Pipeline):
         union = pipeline.named_steps["features"]
-        self._parts = [(part.named_steps["counts"], part.named_steps["tfidf"]) for _, part in union.transformer_list]
-        self._words, self._chars = (counts for counts, _ in self._parts)
-        self._char_grams = self._chars.build_analyzer()
-        self._char_vocabulary = self._chars.vocabulary_
-        self._word_grams = self._words.build_analyzer()
-        self._word_vocabulary = self._words.vocabulary_
-        self._idf = [tfidf.idf_.astype(np.float64) for _, tfidf in self._parts]
+        parts = [(part.named_steps["counts"], part.named_steps["tfidf"]) for _, part in union.transformer_list]
+        (words, word_tfidf), (chars, char_tfidf) = parts
+        self._words, self._chars = words, chars
+        self._word_grams, self._word_vocabulary = words.build_analyzer(), words.vocabulary_
+        self._char_grams, self._char_vocabulary = chars.build_analyzer(), chars.vocabulary_
+        self._n_words = len(words.vocabulary_)
         self._word_cache: dict[str, list[int]] = {}
-        self._n_words = len(self._words.vocabulary_)
         self._word_names = None
+        # Both families in one index space: words first, then characters (as the FeatureUnion stacks them).
+        self._idf = np.concatenate([word_tfidf.idf_, char_tfidf.idf_]).astype(np.float64)
 
         classifier = pipeline.named_steps["classifier"]
         self.classes = [str(c) for c in classifier.classes_]
-        # The calibration folds' SVMs side by side: one product per feature family gives every decision.
+        # The calibration folds' SVMs side by side: one product gives every decision.
         members = classifier.calibrated_classifiers_
         self._weights_all = np.ascontiguousarray(
             np.hstack([m.estimator.coef_.T for m in members]), dtype=np.float32)   # feature × (fold, class)
@@ -93,68 +93,54 @@ class Reader:
         self._a = np.concatenate([[c.a_ for c in m.calibrators] for m in members])
         self._b = np.concatenate([[c.b_ for c in m.calibrators] for m in members])
         self._columns = [np.searchsorted(classifier.classes_, m.estimator.classes_) for m in members]
-        self._weights = np.mean([m.estimator.coef_ for m in members], axis=0).astype(np.float32)  # class × feature
+        self._weights = np.mean([m.estimator.coef_ for m in members], axis=0)  # class × feature
 
-    def _word_counts(self, texts: list[str]) -> sp.csr_matrix:
-        vocabulary, analyze = self._word_vocabulary, self._word_grams
-        indices: list[int] = []
-        indptr = [0]
-        for text in texts:
-            indices.extend(vocabulary[g] for g in analyze(text) if g in vocabulary)
-            indptr.append(len(indices))
-        return self._matrix(indices, indptr, len(vocabulary))
-
-    def _char_counts(self, texts: list[str]) -> sp.csr_matrix:
+    def _char_indices(self, text: str) -> list[int]:
         cache, vocabulary, grams = self._word_cache, self._char_vocabulary, self._char_grams
-        indices: list[int] = []
-        indptr = [0]
-        for text in texts:
-            for word in text.split():
-                found = cache.get(word)
-                if found is None:
-                    found = [vocabulary[g] for g in grams(word) if g in vocabulary]
-                    if len(cache) >= self.WORD_CACHE:
-                        cache.clear()
-                    cache[word] = found
-                indices.extend(found)
-            indptr.append(len(indices))
-        return self._matrix(indices, indptr, len(vocabulary))
+        found: list[int] = []
+        offset = self._n_words
+        for word in text.split():
+            indices = cache.get(word)
+            if indices is None:
+                indices = [offset + vocabulary[g] for g in grams(word) if g in vocabulary]
+                if len(cache) >= self.WORD_CACHE:
+                    cache.clear()
+                cache[word] = indices
+            found.extend(indices)
+        return found
 
-    @staticmethod
-    def _matrix(indices: list[int], indptr: list[int], width: int) -> sp.csr_matrix:
-        """Per-line counts; repeated entries are left unsummed (every use goes through a product)."""
-        indices_array = np.array(indices, dtype=np.int32)
-        return sp.csr_matrix((np.ones(len(indices_array), np.float32), indices_array,
-                              np.array(indptr, dtype=np.int32)), shape=(len(indptr) - 1, width))
+    def count_lines(self, texts: list[str]) -> list[np.ndarray]:
+        """Each line's feature indices (word n-grams, then character n-grams), repeated as often as they occur."""
+        vocabulary, analyze = self._word_vocabulary, self._word_grams
+        return [np.array([vocabulary[g] for g in analyze(text) if g in vocabulary] + self._char_indices(text),
+                         dtype=np.int64) for text in texts]
 
-    def count_lines(self, texts: list[str]) -> list[sp.csr_matrix]:
-        """Raw n-gram counts of each line: words, then characters."""
-        return [self._word_counts(texts), self._char_counts(texts)]
+    def _vector(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(feature indices, TF-IDF values): sublinear counts times idf, l2-normalised per family."""
+        features, counts = np.unique(indices, return_counts=True)
+        values = (np.log(counts) + 1.0) * self._idf[features]
+        words = features < self._n_words
+        for part in (words, ~words):
+            norm = np.sqrt(np.dot(values[part], values[part]))
+            if norm > 0:
+                values[part] /= norm
+        return features, values
 
-    def features(self, counts: list[sp.csr_matrix], membership: sp.csr_matrix) -> list[sp.csr_matrix]:
-        """TF-IDF rows of each feature family for views; `membership[v, l]` is 1 when line l is in view v."""
-        return [self._tfidf(membership @ c, idf) for c, idf in zip(counts, self._idf)]
+    def features(self, counts: list[np.ndarray], views: list[list[int]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The TF-IDF vector of each view (a view is a list of line positions)."""
+        empty = np.zeros(0, dtype=np.int64)
+        return [self._vector(np.concatenate([counts[i] for i in view]) if view else empty) for view in views]
 
-    @staticmethod
-    def _tfidf(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
-        """What TfidfTransformer(sublinear_tf=True, norm='l2') does, without its per-call checks."""
-        matrix = counts.tocsr()
-        matrix.sum_duplicates()
-        matrix.data = ((np.log(matrix.data) + 1.0) * idf[matrix.indices]).astype(np.float32)
-        norms = np.sqrt(np.add.reduceat(matrix.data ** 2, matrix.indptr[:-1])) if matrix.nnz else np.zeros(0)
-        lengths = np.diff(matrix.indptr)
-        if matrix.nnz:
-            norms = np.where(lengths > 0, norms, 1.0)
-            matrix.data /= np.repeat(norms, lengths)
-        return matrix
-
-    def predict_proba(self, features: list[sp.csr_matrix]) -> np.ndarray:
+    def predict_proba(self, vectors: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
         """Calibrated probabilities, averaged over the calibration folds (as scikit-learn does)."""
-        words, chars = features
-        decision = (np.asarray(words @ self._weights_all[:self._n_words], dtype=np.float64)
-                    + np.asarray(chars @ self._weights_all[self._n_words:], dtype=np.float64) + self._intercepts)
+        # Gather the weight rows of every feature any view uses once, then one product for all views.
+        union = np.unique(np.concatenate([features for features, _ in vectors])) if vectors else np.zeros(0, int)
+        dense = np.zeros((len(vectors), len(union)), dtype=np.float32)
+        for row, (features, values) in enumerate(vectors):
+            dense[row, np.searchsorted(union, features)] = values
+        decision = (dense @ self._weights_all[union]).astype(np.float64) + self._intercepts
         calibrated = 1.0 / (1.0 + np.exp(self._a * decision + self._b))
-        total = np.zeros((words.shape[0], len(self.classes)))
+        total = np.zeros((len(vectors), len(self.classes)))
         start = 0
         for columns in self._columns:
             proba = np.zeros_like(total)
@@ -167,24 +153,19 @@ class Reader:
         total[(1.0 < total) & (total <= 1.0 + 1e-5)] = 1.0
         return total
 
-    def line_scores(self, counts: list[sp.csr_matrix], rows: list[int], category: str) -> np.ndarray:
+    def line_scores(self, counts: list[np.ndarray], rows: list[int], category: str) -> np.ndarray:
         """How strongly each of the given lines, on its own, points to `category`."""
-        if not rows:
-            return np.zeros(0, dtype=np.float32)
-        selector = sp.csr_matrix((np.ones(len(rows), np.float32), (np.arange(len(rows)), rows)),
-                                 shape=(len(rows), counts[0].shape[0]))
-        words, chars = self.features(counts, selector)
         weights = self._weights[self.classes.index(category)]
-        return np.asarray(words @ weights[:self._n_words] + chars @ weights[self._n_words:]).ravel()
+        return np.array([values @ weights[features] for features, values in self.features(counts, [[r] for r in rows])])
 
-    def top_terms(self, features: list[sp.csr_matrix], view: int, category: str, k: int = 6) -> list[str]:
+    def top_terms(self, vector: tuple[np.ndarray, np.ndarray], category: str, k: int = 6) -> list[str]:
         """The word n-grams of one view that pushed most towards `category`."""
-        weights = self._weights[self.classes.index(category)]
-        row = features[0][view]
-        indices, values = row.indices, row.data
+        features, values = vector
+        words = features < self._n_words
+        indices, values = features[words], values[words]
         if not len(indices):
             return []
-        contributions = values * weights[indices]
+        contributions = values * self._weights[self.classes.index(category)][indices]
         order = np.argsort(-contributions)[:k]
         if self._word_names is None:
             self._word_names = self._words.get_feature_names_out()

@@ -12,7 +12,7 @@ from model.scan import scan
 def fired(rules: RuleSet, text: str | bytes) -> set[str]:
     """Pattern ids that fire on one log."""
     selected = scan(text, rules)
-    hits = rules.evaluate(*selected.rule_input())
+    hits = selected.overrides(rules)
     return {hit.rule.pattern_id for hit in hits}
 
 

@@ -164,7 +164,3 @@ class RuleSet:
         """Where one regex matches in a cleaned line (for evidence excerpts)."""
         match = self._compiled[regex].search(text)
         return match.span() if match else None
-
-    def fires(self, lines: list[Line], tail: list[Line], pattern_id: str) -> bool:
-        """Whether one named pattern fires (used to check a pattern's examples)."""
-        return any(hit.rule.pattern_id == pattern_id for hit in self.evaluate(lines, tail))

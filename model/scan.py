@@ -10,11 +10,9 @@ Every cap below keeps cost and memory bounded whatever the input.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from model.rules import TAIL_LINES, RuleSet
+from model.rules import TAIL_LINES, RuleHit, RuleSet
 from model.text import Line, LineIndex, clean_lines, compile_re2, normalize
 
 # Words real tools print when something goes wrong (or stops: prompts, stalled pulls).
@@ -39,24 +37,48 @@ TAIL_WINDOW = 6          # the end of a log is where a failure usually shows
 WRAP_WIDTH = 70          # a line at least this wide that ends mid-word may continue on the next
 
 
-@dataclass
 class Scan:
     """The selected lines of one log, and how they group into windows.
 
-    Lines are cleaned on demand: the overrides need only their candidate lines,
-    so the windows the model reads are cleaned only when the model reads them.
+    Work is done on demand: the overrides need only their candidate lines and the
+    tail; the error-like lines, the windows the model reads and their cleaning are
+    computed only when something asks for them.
     """
 
-    index: LineIndex
-    lines: dict[int, Line]
-    rule_lines: list[int]
-    signal: list[int]
-    tail: list[int]
-    windows: list[list[int]]
+    def __init__(self, data: bytes, index: LineIndex, lines: dict[int, Line], rule_lines: list[int],
+                 tail: list[int]):
+        self.data = data
+        self.index = index
+        self.lines = lines
+        self.rule_lines = rule_lines
+        self.tail = tail
+        self._signal: list[int] | None = None
+        self._windows: list[list[int]] | None = None
 
     @property
     def total_lines(self) -> int:
         return self.index.count
+
+    @property
+    def signal(self) -> list[int]:
+        """Lines that look like errors (a bounded number)."""
+        if self._signal is None:
+            offsets = bounded_offsets(_SIGNAL, self.data, MAX_SIGNAL_LINES // 5,
+                                      MAX_SIGNAL_LINES - MAX_SIGNAL_LINES // 5)
+            self._signal = _unique_lines(self.index, offsets, MAX_SIGNAL_LINES).tolist()
+        return self._signal
+
+    @property
+    def windows(self) -> list[list[int]]:
+        """Error-like lines, the tail and override candidates with their context, grouped."""
+        if self._windows is None:
+            seeds = sorted(set(self.signal) | set(self.tail) | set(self.rule_lines[-MAX_SIGNAL_LINES:]))
+            self._windows = _windows(seeds, self.index.count)
+        return self._windows
+
+    def windows_around(self, numbers) -> list[list[int]]:
+        """Windows holding just these lines and their context."""
+        return _windows(sorted(numbers), self.index.count)
 
     def ensure(self, numbers) -> None:
         """Clean the given lines, if they are not cleaned yet."""
@@ -64,12 +86,19 @@ class Scan:
         self.lines.update((line.number, line) for line in clean_lines([(n, self.index.raw(n)) for n in wanted]))
 
     def get(self, numbers) -> list[Line]:
+        numbers = list(numbers)
         self.ensure(numbers)
         return [self.lines[n] for n in numbers]
 
-    def rule_input(self) -> tuple[list[Line], list[Line]]:
-        """What the overrides read: the candidate lines (and their wrapped joins), and the last non-blank lines."""
-        return self.get(self.rule_lines) + self.wrapped(), self.get(self.tail[-TAIL_LINES:])
+    def overrides(self, rules: RuleSet) -> list[RuleHit]:
+        """The overrides that fire. Lines cut by a terminal are joined and tried only when nothing fired."""
+        candidates, tail = self.get(self.rule_lines), self.get(self.tail[-TAIL_LINES:])
+        hits = rules.evaluate(candidates, tail)
+        if not hits:
+            joins = self.wrapped()
+            if joins:
+                hits = rules.evaluate(candidates + joins, tail)
+        return hits
 
     def wrapped(self) -> list[Line]:
         """Long error-like lines that look cut by a terminal, joined with the next line.
@@ -88,6 +117,7 @@ class Scan:
             joins.append(Line(number, line.display + after.text, line.text + after.text))
             joins.append(Line(number, f"{line.display} {after.text}", f"{line.text} {after.text}"))
         return joins
+
 
 def bounded_offsets(regex, data: bytes, head: int, tail: int) -> list[int]:
     """Start offsets of a pattern's matches: all of them, or the first `head` and the last `tail`.
@@ -160,18 +190,13 @@ def _windows(numbers: list[int], total: int) -> list[list[int]]:
 
 
 def scan(data: bytes | str, rules: RuleSet) -> Scan:
-    """Select and clean the lines worth reading in one log."""
+    """Find the lines worth reading in one log (see `Scan` for what is computed later)."""
     data = normalize(data)
     index = LineIndex(data)
     precise, broad = (bounded_offsets(regex, data, limit // 5, limit - limit // 5)
                       for regex, limit in zip(rules.unions, (MAX_RULE_LINES, MAX_CONTEXT_LINES)))
     rule_numbers = np.union1d(_unique_lines(index, precise, MAX_RULE_LINES),
                               _unique_lines(index, broad, MAX_CONTEXT_LINES))
-    signal = bounded_offsets(_SIGNAL, data, MAX_SIGNAL_LINES // 5, MAX_SIGNAL_LINES - MAX_SIGNAL_LINES // 5)
-    signal_numbers = _unique_lines(index, signal, MAX_SIGNAL_LINES)
-
     lines: dict[int, Line] = {}
     tail = _tail(index, lines)
-    seeds = sorted(set(signal_numbers.tolist()) | set(tail) | set(rule_numbers[-MAX_SIGNAL_LINES:].tolist()))
-    windows = _windows(seeds, index.count)
-    return Scan(index, lines, rule_numbers.tolist(), signal_numbers.tolist(), tail, windows)
+    return Scan(data, index, lines, rule_numbers.tolist(), tail)

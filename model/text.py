@@ -64,17 +64,19 @@ _PREFIX = re.compile(
 )
 
 _HEX = "[0-9a-fA-F]"
+# (pattern, replacement, a substring without which the pattern cannot match: skips a pass)
 _MASKS = tuple(
-    (re.compile(pattern), replacement)
-    for pattern, replacement in (
-        (rf"\b{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}\b", "<uuid>"),
-        (rf"\b[sS][hH][aA](?:1|256|512)?:{_HEX}{{12,}}\b", "<digest>"),
-        (rf"\b(?={_HEX}*\d)(?={_HEX}*[a-fA-F]){_HEX}{{12,}}\b", "<hex>"),
-        (r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b", "<ip>"),
-        (rf"\[?\b{_HEX}{{1,4}}(?::{_HEX}{{0,4}}){{2,7}}\]?(?::\d+)?(?=[\s,)]|$)", "<ip>"),
-        (r"(?:/var/lib/docker/tmp|/var/tmp|/tmp)/\S*", "<tmp>"),
-        (r"(?<![\w.])\d+(?:[.,:]\d+)+", "<num>"),
-        (r"(?<![\w.])\d{4,}", "<num>"),
+    (re.compile(pattern), replacement, needs)
+    for pattern, replacement, needs in (
+        (rf"\b{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}\b", "<uuid>", "-"),
+        (rf"\b[sS][hH][aA](?:1|256|512)?:{_HEX}{{12,}}\b", "<digest>", None),
+        (rf"\b(?={_HEX}*\d)(?={_HEX}*[a-fA-F]){_HEX}{{12,}}\b", "<hex>", None),
+        (r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b", "<ip>", "."),
+        (r"\[(?=[0-9a-fA-F:]*(?:[a-fA-F]|::))[0-9a-fA-F]*:[0-9a-fA-F:]*(?:%\w+)?\]", "<ip>", "["),  # [::]:80
+        (rf"\b{_HEX}{{1,4}}(?::{_HEX}{{1,4}}){{7}}\b", "<ip>", None),
+        (r"(?:/var/lib/docker/tmp|/var/tmp|/tmp)/\S*", "<tmp>", "tmp/"),
+        (r"(?<![\w.])\d+(?:[.,:]\d+)+", "<num>", None),
+        (r"(?<![\w.])\d{4,}", "<num>", None),
     )
 )
 
@@ -203,8 +205,9 @@ def mask_lines(texts: list[str]) -> list[str]:
     if not texts:
         return []
     joined = "\n".join(text[:MAX_FEATURE_CHARS] for text in texts)
-    for pattern, replacement in _MASKS:
-        joined = pattern.sub(replacement, joined)
+    for pattern, replacement, needs in _MASKS:
+        if needs is None or needs in joined:
+            joined = pattern.sub(replacement, joined)
     return joined.split("\n")
 
 

@@ -58,7 +58,7 @@ def prepare(samples: list[Sample], kb: KnowledgeBase, rules: RuleSet) -> list[Pr
     prepared = []
     for sample in samples:
         selected = scan(sample.read(), rules)
-        hits = rules.evaluate(*selected.rule_input())
+        hits = selected.overrides(rules)
         top = max(hits, key=lambda h: (h.rule.priority, h.rule.score)) if hits else None
         prepared.append(Prepared(sample, read(selected), top.rule.category if top else None))
     return prepared
@@ -109,7 +109,7 @@ def out_of_fold(prepared: list[Prepared], labels: list[str], seed: int) -> tuple
         for i in test_idx:
             reading = prepared[i].reading
             if reading.views:
-                features = reader.features(reader.count_lines(reading.texts), reading.membership())
+                features = reader.features(reader.count_lines(reading.texts), reading.views)
                 _, category, p = best_category(reader.predict_proba(features), reader.classes)
                 predicted[i], confidence[i] = category, p
     return predicted, confidence

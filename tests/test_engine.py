@@ -99,7 +99,7 @@ def test_fast_reading_equals_the_pipeline(diagnoser):
     reading = read(scan(log, diagnoser.rules))
     assert len(reading.views) > 1
     reader = diagnoser.reader
-    fast = reader.predict_proba(reader.features(reader.count_lines(reading.texts), reading.membership()))
+    fast = reader.predict_proba(reader.features(reader.count_lines(reading.texts), reading.views))
     slow = diagnoser.pipeline.predict_proba([reading.view_text(v) for v in range(len(reading.views))])
     np.testing.assert_allclose(fast, slow, atol=1e-5)
 

@@ -11,6 +11,7 @@ re-reading text shared by overlapping windows.
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
@@ -56,6 +57,13 @@ def build_pipeline(c: float = 0.5, random_state: int = 0) -> Pipeline:
         method="sigmoid", cv=3,
     )
     return Pipeline([("features", FeatureUnion([("words", words), ("chars", chars)])), ("classifier", classifier)])
+
+
+class Views(NamedTuple):
+    """TF-IDF rows of several views over the features any of them uses."""
+
+    features: np.ndarray   # sorted feature indices (words first, then characters)
+    values: np.ndarray     # view × feature
 
 
 class Reader:
@@ -115,32 +123,28 @@ class Reader:
         return [np.array([vocabulary[g] for g in analyze(text) if g in vocabulary] + self._char_indices(text),
                          dtype=np.int64) for text in texts]
 
-    def _vector(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(feature indices, TF-IDF values): sublinear counts times idf, l2-normalised per family."""
-        features, counts = np.unique(indices, return_counts=True)
-        values = (np.log(counts) + 1.0) * self._idf[features]
-        words = features < self._n_words
-        for part in (words, ~words):
-            norm = np.sqrt(np.dot(values[part], values[part]))
-            if norm > 0:
-                values[part] /= norm
-        return features, values
+    def features(self, counts: list[np.ndarray], views: list[list[int]]) -> Views:
+        """The TF-IDF rows of the views (a view is a list of line positions), over the features they use."""
+        used, inverse = np.unique(np.concatenate(counts) if counts else np.zeros(0, np.int64), return_inverse=True)
+        bounds = np.cumsum([0] + [len(c) for c in counts])
+        tf = np.zeros((len(views), len(used)), dtype=np.float32)
+        for row, view in enumerate(views):
+            if view:
+                tf[row] = np.bincount(np.concatenate([inverse[bounds[i]:bounds[i + 1]] for i in view]),
+                                      minlength=len(used))
+        present = tf > 0
+        tf[present] = np.log(tf[present]) + 1.0
+        tf *= self._idf[used].astype(np.float32)
+        for family in (used < self._n_words, used >= self._n_words):
+            norms = np.sqrt((tf[:, family] ** 2).sum(axis=1, keepdims=True))
+            tf[:, family] /= np.where(norms > 0, norms, 1.0)
+        return Views(used, tf)
 
-    def features(self, counts: list[np.ndarray], views: list[list[int]]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """The TF-IDF vector of each view (a view is a list of line positions)."""
-        empty = np.zeros(0, dtype=np.int64)
-        return [self._vector(np.concatenate([counts[i] for i in view]) if view else empty) for view in views]
-
-    def predict_proba(self, vectors: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    def predict_proba(self, views: Views) -> np.ndarray:
         """Calibrated probabilities, averaged over the calibration folds (as scikit-learn does)."""
-        # Gather the weight rows of every feature any view uses once, then one product for all views.
-        union = np.unique(np.concatenate([features for features, _ in vectors])) if vectors else np.zeros(0, int)
-        dense = np.zeros((len(vectors), len(union)), dtype=np.float32)
-        for row, (features, values) in enumerate(vectors):
-            dense[row, np.searchsorted(union, features)] = values
-        decision = (dense @ self._weights_all[union]).astype(np.float64) + self._intercepts
+        decision = (views.values @ self._weights_all[views.features]).astype(np.float64) + self._intercepts
         calibrated = 1.0 / (1.0 + np.exp(self._a * decision + self._b))
-        total = np.zeros((len(vectors), len(self.classes)))
+        total = np.zeros((len(views.values), len(self.classes)))
         start = 0
         for columns in self._columns:
             proba = np.zeros_like(total)
@@ -155,14 +159,13 @@ class Reader:
 
     def line_scores(self, counts: list[np.ndarray], rows: list[int], category: str) -> np.ndarray:
         """How strongly each of the given lines, on its own, points to `category`."""
-        weights = self._weights[self.classes.index(category)]
-        return np.array([values @ weights[features] for features, values in self.features(counts, [[r] for r in rows])])
+        lines = self.features(counts, [[r] for r in rows])
+        return lines.values @ self._weights[self.classes.index(category)][lines.features]
 
-    def top_terms(self, vector: tuple[np.ndarray, np.ndarray], category: str, k: int = 6) -> list[str]:
+    def top_terms(self, views: Views, view: int, category: str, k: int = 6) -> list[str]:
         """The word n-grams of one view that pushed most towards `category`."""
-        features, values = vector
-        words = features < self._n_words
-        indices, values = features[words], values[words]
+        words = (views.features < self._n_words) & (views.values[view] > 0)
+        indices, values = views.features[words], views.values[view][words]
         if not len(indices):
             return []
         contributions = values * self._weights[self.classes.index(category)][indices]

@@ -64,13 +64,14 @@ def read(selected: Scan, focus: set[int] | None = None) -> Reading:
     return Reading(numbers, texts, [v for v in views if v])
 
 
-def best_category(probabilities: np.ndarray, classes: list[str]) -> tuple[int, str, float]:
-    """(view index, category, probability) of the most confident non-unknown answer across views."""
+def best_category(probabilities: np.ndarray, classes: list[str], vetoed: set[str] = frozenset()) -> tuple[int, str, float]:
+    """(view index, category, probability) of the most confident answer across views, `unknown` and vetoed aside."""
     if probabilities.size == 0:
         return -1, UNKNOWN, 0.0
     scores = probabilities.copy()
-    if UNKNOWN in classes:
-        scores[:, classes.index(UNKNOWN)] = -1.0
+    for category in {UNKNOWN, *vetoed}:
+        if category in classes:
+            scores[:, classes.index(category)] = -1.0
     view, column = np.unravel_index(int(np.argmax(scores)), scores.shape)
     return int(view), classes[column], float(scores[view, column])
 
@@ -134,7 +135,7 @@ class Diagnoser:
     def verdict(self, data: bytes | str) -> Verdict:
         """Decide, without texts: category, confidence, who decided, evidence, alternatives."""
         selected = scan(data, self.rules)
-        hits = selected.overrides(self.rules)
+        hits, vetoed = selected.overrides(self.rules)
         # When an override decides, the model only reads the lines around what it matched, to name the
         # next candidates; otherwise it reads every window.
         focus = {line.number for hit in hits for line in (*hit.lines, *hit.context)} if hits else None
@@ -145,7 +146,7 @@ class Diagnoser:
             probabilities = self.reader.predict_proba(features)
         else:
             counts, features, probabilities = None, None, np.zeros((0, len(self.classes)))
-        view, model_category, model_p = best_category(probabilities, self.classes)
+        view, model_category, model_p = best_category(probabilities, self.classes, vetoed)
         common = {"threshold": self.threshold, "lines": selected.total_lines}
 
         if hits:
@@ -166,7 +167,7 @@ class Diagnoser:
             return Verdict(category=model_category, confidence=model_p, decided_by="model",
                            evidence=self._model_evidence(selected, reading, counts, view, model_category),
                            alternatives=self._alternatives(probabilities, view, model_category),
-                           terms=self.reader.top_terms(features[view], model_category), **common)
+                           terms=self.reader.top_terms(features, view, model_category), **common)
 
         signal = selected.get(selected.signal[-3:])
         return Verdict(category=UNKNOWN, confidence=1.0 - model_p, decided_by="none",

@@ -12,7 +12,7 @@ from model.scan import scan
 def fired(rules: RuleSet, text: str | bytes) -> set[str]:
     """Pattern ids that fire on one log."""
     selected = scan(text, rules)
-    hits = selected.overrides(rules)
+    hits = selected.overrides(rules).hits
     return {hit.rule.pattern_id for hit in hits}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Callable, NamedTuple
 
 import re2
 
@@ -91,6 +92,11 @@ class RuleHit:
     context: list[Line] = field(default_factory=list)
 
 
+class Overrides(NamedTuple):
+    hits: list[RuleHit]
+    vetoed: set[str]
+
+
 class RuleSet:
     """All overrides of a knowledge base, compiled once."""
 
@@ -115,13 +121,14 @@ class RuleSet:
         self._set.Compile()
         # Two whole-log passes find candidate lines. "Precise" regexes match raw lines exactly as they
         # match cleaned ones (no anchors): their lines are the failures, all kept. "Broad" ones are
-        # anchored patterns searched without their anchors, and the context regexes of `requires` and
-        # `excluded_by`: supersets, capped. Tail-scoped patterns only read the tail, which is always read.
+        # anchored patterns searched without their anchors: supersets, capped. Tail-scoped patterns only
+        # read the tail, which is always read. The context regexes of `requires` and `excluded_by` are
+        # searched in the whole log only when a pattern that needs them has matched (`context`).
         primary = {r.regex for r in self.rules if r.scope != "tail"}
-        context = {i for r in self.rules for i in (*r.requires, *r.excluded_by)}
         precise = sorted(i for i in primary if relax(self.regexes[i]) == self.regexes[i])
-        broad = sorted((primary | context) - set(precise))
+        broad = sorted(primary - set(precise))
         self._precise, self._broad = (self._union(indexes) for indexes in (precise, broad))
+        self._relaxed = {i: self._union([i]) for r in self.rules for i in (*r.requires, *r.excluded_by)}
 
     def _union(self, indexes: list[int]):
         body = "|".join(f"(?:{relax(self.regexes[i])})" for i in indexes) or "[^\\x00-\\x{10FFFF}]"
@@ -131,6 +138,13 @@ class RuleSet:
     def unions(self):
         """The two whole-log prefilters: (precise, broad)."""
         return self._precise, self._broad
+
+    def relaxed(self, regex: int):
+        """A context regex without its anchors, compiled for searching the whole log."""
+        return self._relaxed[regex]
+
+    def matches(self, regex: int, text: str) -> bool:
+        return self._compiled[regex].search(text) is not None
 
     def _matches(self, lines: list[Line]) -> tuple[dict[int, list[Line]], dict[Line, set[int]]]:
         """Lines per regex index, and regex indexes per line."""
@@ -143,22 +157,36 @@ class RuleSet:
                 by_regex[regex].append(line)
         return by_regex, by_line
 
-    def evaluate(self, lines: list[Line], tail: list[Line]) -> list[RuleHit]:
-        """The rules that fire on these cleaned lines (tail: the last non-blank ones)."""
+    def evaluate(self, lines: list[Line], tail: list[Line],
+                 context: Callable[[int], list[Line]] | None = None) -> "Overrides":
+        """The rules that fire on these cleaned lines (tail: the last non-blank ones).
+
+        `context(regex)` returns the lines of the whole log a context regex matches; without it,
+        only the given lines are searched. A category whose pattern matched but was explained
+        away (`unless`, `excluded_by`) and that no other pattern decided is `vetoed`: the model
+        may not answer it from the same signal.
+        """
         (anywhere, per_line), (at_end, tail_lines) = self._matches(lines), self._matches(tail)
         per_line.update(tail_lines)
-        hits = []
+
+        def found(regex: int) -> list[Line]:
+            if regex not in anywhere and context is not None:
+                anywhere[regex] = context(regex)
+            return anywhere.get(regex, [])
+
+        hits, vetoed = [], set()
         for rule in self.rules:
             primary = (at_end if rule.scope == "tail" else anywhere).get(rule.regex, [])
+            if not primary:
+                continue
             if rule.unless:
                 primary = [line for line in primary if not per_line[line].intersection(rule.unless)]
-            if not primary or not all(anywhere.get(r) for r in rule.requires):
+            if not primary or any(found(x) for x in rule.excluded_by):
+                vetoed.add(rule.category)  # its signal is here, but explained by something else
                 continue
-            if any(anywhere.get(x) for x in rule.excluded_by):
-                continue
-            context = [anywhere[r][0] for r in rule.requires]
-            hits.append(RuleHit(rule, primary, context))
-        return hits
+            if all(found(r) for r in rule.requires):
+                hits.append(RuleHit(rule, primary, [found(r)[0] for r in rule.requires]))
+        return Overrides(hits, vetoed - {hit.rule.category for hit in hits})
 
     def span(self, regex: int, text: str) -> tuple[int, int] | None:
         """Where one regex matches in a cleaned line (for evidence excerpts)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from model.rules import TAIL_LINES, RuleHit, RuleSet
+from model.rules import TAIL_LINES, Overrides, RuleSet
 from model.text import Line, LineIndex, clean_lines, compile_re2, normalize
 
 # Words real tools print when something goes wrong (or stops: prompts, stalled pulls).
@@ -30,7 +30,8 @@ CONTEXT_BEFORE = 1
 CONTEXT_AFTER = 2
 MAX_SIGNAL_LINES = 400   # error-like lines kept: a few from the start, most from the end
 MAX_RULE_LINES = 5000    # lines a precise override may match (all of them, unless absurdly many)
-MAX_CONTEXT_LINES = 3000 # lines only a broad or context regex may match
+MAX_CONTEXT_LINES = 3000 # lines only a broad (anchored) pattern may match
+CONTEXT_MATCHES = 32     # lines searched for a context regex (`requires`, `excluded_by`): first and last
 MAX_WINDOW_LINES = 40    # a window longer than this is split
 MAX_WINDOWS = 48
 TAIL_WINDOW = 6          # the end of a log is where a failure usually shows
@@ -90,15 +91,21 @@ class Scan:
         self.ensure(numbers)
         return [self.lines[n] for n in numbers]
 
-    def overrides(self, rules: RuleSet) -> list[RuleHit]:
+    def overrides(self, rules: RuleSet) -> Overrides:
         """The overrides that fire. Lines cut by a terminal are joined and tried only when nothing fired."""
         candidates, tail = self.get(self.rule_lines), self.get(self.tail[-TAIL_LINES:])
-        hits = rules.evaluate(candidates, tail)
-        if not hits:
+
+        def context(regex: int) -> list[Line]:
+            offsets = bounded_offsets(rules.relaxed(regex), self.data, CONTEXT_MATCHES, CONTEXT_MATCHES)
+            numbers = _unique_lines(self.index, offsets, 2 * CONTEXT_MATCHES).tolist()
+            return [line for line in self.get(numbers) if rules.matches(regex, line.text)]
+
+        found = rules.evaluate(candidates, tail, context)
+        if not found.hits:
             joins = self.wrapped()
             if joins:
-                hits = rules.evaluate(candidates + joins, tail)
-        return hits
+                found = rules.evaluate(candidates + joins, tail, context)
+        return found
 
     def wrapped(self) -> list[Line]:
         """Long error-like lines that look cut by a terminal, joined with the next line.

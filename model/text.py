@@ -26,7 +26,11 @@ def compile_re2(pattern: str | bytes):
 
 
 # Escape sequences: CSI (colours, cursor moves), OSC (titles, links), charset and two-byte escapes.
-_ANSI = compile_re2(rb"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\n]*(?:\x07|\x1b\x5c)?|[()#][0-9A-Za-z]|[@-Z\x5c-_])")
+# Run with Python's `re`, which is linear here (every match starts at an ESC byte, which none of the
+# repeated classes contains, and the three classes of a CSI sequence are disjoint; tests/test_redos.py
+# runs it over hostile 5 MB lines): RE2's Python wrapper pays some microseconds per match, so a
+# coloured 60 MB CI log (millions of escapes) took longer to clean than the request timeout.
+_ANSI = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\n]*(?:\x07|\x1b\x5c)?|[()#][0-9A-Za-z]|[@-Z\x5c-_])")
 # Per-selection patterns below run with Python's `re`: they are linear (no nested
 # quantifier can fail after matching), and `re` is much cheaper per call than the
 # RE2 wrapper on the small joined selections they see.
@@ -64,21 +68,31 @@ _PREFIX = re.compile(
 )
 
 _HEX = "[0-9a-fA-F]"
-# (pattern, replacement, a substring without which the pattern cannot match: skips a pass)
-_MASKS = tuple(
-    (re.compile(pattern), replacement, needs)
-    for pattern, replacement, needs in (
-        (rf"\b{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}\b", "<uuid>", "-"),
-        (rf"\b[sS][hH][aA](?:1|256|512)?:{_HEX}{{12,}}\b", "<digest>", None),
-        (rf"\b(?={_HEX}*\d)(?={_HEX}*[a-fA-F]){_HEX}{{12,}}\b", "<hex>", None),
-        (r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b", "<ip>", "."),
-        (r"\[(?=[0-9a-fA-F:]*(?:[a-fA-F]|::))[0-9a-fA-F]*:[0-9a-fA-F:]*(?:%\w+)?\]", "<ip>", "["),  # [::]:80
-        (rf"\b{_HEX}{{1,4}}(?::{_HEX}{{1,4}}){{7}}\b", "<ip>", None),
-        (r"(?:/var/lib/docker/tmp|/var/tmp|/tmp)/\S*", "<tmp>", "tmp/"),
-        (r"(?<![\w.])\d+(?:[.,:]\d+)+", "<num>", None),
-        (r"(?<![\w.])\d{4,}", "<num>", None),
+# Every mask but the temp-path one needs a digit: they run token by token, only on the tokens
+# that have one (a token never contains a character these patterns cannot match across).
+_DIGIT_MASKS = tuple(
+    (re.compile(pattern), replacement)
+    for pattern, replacement in (
+        (rf"\b{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}\b", "<uuid>"),
+        (rf"\b[sS][hH][aA](?:1|256|512)?:{_HEX}{{12,}}\b", "<digest>"),
+        (rf"\b(?={_HEX}*\d)(?={_HEX}*[a-fA-F]){_HEX}{{12,}}\b", "<hex>"),
+        (r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b", "<ip>"),
+        (r"\[(?=[0-9a-fA-F:]*(?:[a-fA-F]|::))[0-9a-fA-F]*:[0-9a-fA-F:]*(?:%\w+)?\]", "<ip>"),  # [::]:80
+        (rf"\b{_HEX}{{1,4}}(?::{_HEX}{{1,4}}){{7}}\b", "<ip>"),
+        (r"(?<![\w.])\d+(?:[.,:]\d+)+", "<num>"),
+        (r"(?<![\w.])\d{4,}", "<num>"),
     )
 )
+_DIGIT_TOKEN = re.compile(r"(?<![\w.:,/\[\]%-])[\w.:,/\[\]%-]*?\d[\w.:,/\[\]%-]*")
+_TMP_PATH = re.compile(r"(?:/var/lib/docker/tmp|/var/tmp|/tmp)/\S*")
+
+
+def _mask_token(match: re.Match) -> str:
+    token = match.group()
+    for pattern, replacement in _DIGIT_MASKS:
+        token = pattern.sub(replacement, token)
+    return token
+
 
 MAX_FEATURE_CHARS = 1500
 MAX_LINE_CHARS = 16_384
@@ -204,10 +218,9 @@ def mask_lines(texts: list[str]) -> list[str]:
     """Replace volatile tokens (hashes, ids, IPs, numbers, temp paths) so features generalise."""
     if not texts:
         return []
-    joined = "\n".join(text[:MAX_FEATURE_CHARS] for text in texts)
-    for pattern, replacement, needs in _MASKS:
-        if needs is None or needs in joined:
-            joined = pattern.sub(replacement, joined)
+    joined = _DIGIT_TOKEN.sub(_mask_token, "\n".join(text[:MAX_FEATURE_CHARS] for text in texts))
+    if "tmp/" in joined:
+        joined = _TMP_PATH.sub("<tmp>", joined)
     return joined.split("\n")
 
 

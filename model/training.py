@@ -38,6 +38,7 @@ class Prepared:
     sample: Sample
     reading: Reading
     rule_category: str | None
+    vetoed: set[str]
 
     @property
     def text(self) -> str:
@@ -58,9 +59,9 @@ def prepare(samples: list[Sample], kb: KnowledgeBase, rules: RuleSet) -> list[Pr
     prepared = []
     for sample in samples:
         selected = scan(sample.read(), rules)
-        hits = selected.overrides(rules)
+        hits, vetoed = selected.overrides(rules)
         top = max(hits, key=lambda h: (h.rule.priority, h.rule.score)) if hits else None
-        prepared.append(Prepared(sample, read(selected), top.rule.category if top else None))
+        prepared.append(Prepared(sample, read(selected), top.rule.category if top else None, vetoed))
     return prepared
 
 
@@ -110,7 +111,7 @@ def out_of_fold(prepared: list[Prepared], labels: list[str], seed: int) -> tuple
             reading = prepared[i].reading
             if reading.views:
                 features = reader.features(reader.count_lines(reading.texts), reading.views)
-                _, category, p = best_category(reader.predict_proba(features), reader.classes)
+                _, category, p = best_category(reader.predict_proba(features), reader.classes, prepared[i].vetoed)
                 predicted[i], confidence[i] = category, p
     return predicted, confidence
 

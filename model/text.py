@@ -89,6 +89,8 @@ _TMP_PATH = re.compile(r"(?:/var/lib/docker/tmp|/var/tmp|/tmp)/\S*")
 
 def _mask_token(match: re.Match) -> str:
     token = match.group()
+    if token.isascii() and token.isdigit():  # most tokens: a plain number (same result as the patterns)
+        return "<num>" if len(token) >= 4 else token
     for pattern, replacement in _DIGIT_MASKS:
         token = pattern.sub(replacement, token)
     return token

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask
-
-from model.diagnose import Diagnoser
 from service.settings import load_settings
 
 
-def create_app(config: dict | None = None) -> Flask:
+def create_app(config: dict | None = None):
     """Build the app: settings, the engine (loaded once, here), then each part wires itself.
 
     A missing, corrupt, foreign or stale model bundle raises `ModelError` here,
     so a broken model stops start-up instead of failing the first request.
     """
+    # Imported here, not at module level: the CLI (`logmedic ask` in a CI job) imports this
+    # package and should not pay for Flask and scikit-learn it does not use.
+    from flask import Flask
+
+    from model.diagnose import Diagnoser
+
     settings = load_settings(config)
     app = Flask(__name__)
     app.config["LOGMEDIC"] = settings
@@ -26,11 +29,12 @@ def create_app(config: dict | None = None) -> Flask:
     app.extensions["logmedic"] = Diagnoser.load(settings.data_dir, settings.model_dir, settings.check_stale)
     logging.getLogger("logmedic").setLevel(settings.log_level.upper())
 
-    from service import api, docs, errors, metrics, security
+    from service import api, docs, errors, integrations, metrics, security
 
     errors.init_app(app)
     metrics.init_app(app)
     api.init_app(app)
     docs.init_app(app)
+    integrations.init_app(app)
     security.init_app(app)  # last: it rate-limits the routes registered above
     return app

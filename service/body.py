@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from flask import Request
 from pydantic import BaseModel, ValidationError
+from werkzeug.wsgi import get_input_stream
 
 from service.errors import (BadRequest, EmptyLog, MalformedJSON, PayloadTooLarge, UnsupportedMediaType,
                             ValidationFailed, validation_details)
@@ -29,16 +30,22 @@ def is_json(request: Request) -> bool:
 
 
 def _decompress(compressed: bytes, limit: int) -> bytes:
-    inflater = zlib.decompressobj(wbits=47)  # gzip or zlib header, detected
-    try:
-        data = inflater.decompress(compressed, limit + 1)
-    except zlib.error:
-        raise BadRequest("the gzip body is corrupt", details={"content_encoding": "gzip"}) from None
-    if len(data) > limit or inflater.unconsumed_tail:
-        raise PayloadTooLarge(f"the body decompresses to more than {limit} bytes")
-    if not inflater.eof:
-        raise BadRequest("the gzip body is truncated", details={"content_encoding": "gzip"})
-    return data
+    """Every gzip member of the body (pigz and `cat a.gz b.gz` write several), never more than `limit` bytes."""
+    parts, size, rest = [], 0, compressed
+    while rest:
+        inflater = zlib.decompressobj(wbits=47)  # gzip or zlib header, detected
+        try:
+            data = inflater.decompress(rest, limit - size + 1)
+        except zlib.error:
+            raise BadRequest("the gzip body is corrupt", details={"content_encoding": "gzip"}) from None
+        size += len(data)
+        if size > limit or inflater.unconsumed_tail:
+            raise PayloadTooLarge(f"the body decompresses to more than {limit} bytes")
+        if not inflater.eof:
+            raise BadRequest("the gzip body is truncated", details={"content_encoding": "gzip"})
+        parts.append(data)
+        rest = inflater.unused_data
+    return b"".join(parts)
 
 
 def read_body(request: Request, limit: int) -> bytes:
@@ -49,9 +56,17 @@ def read_body(request: Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"the body is {request.content_length} bytes; the limit is {limit}")
     parts, size = [], 0
-    stream = request.stream
+    # Not `request.stream`: Flask caps it at MAX_CONTENT_LENGTH and refuses the read past the last byte,
+    # which turns a body of exactly `limit` bytes into a 413. This stream ends at Content-Length (or at
+    # the end of a chunked body), and the loop below enforces the limit itself.
+    stream = get_input_stream(request.environ, max_content_length=None)
     while True:
-        chunk = stream.read(CHUNK)
+        try:
+            chunk = stream.read(CHUNK)
+        except MemoryError:
+            raise
+        except Exception as exc:  # the stream is the client's socket: broken chunked encoding, a client gone away
+            raise BadRequest("the request body cannot be read", details={"reason": type(exc).__name__}) from None
         if not chunk:
             break
         size += len(chunk)
@@ -90,6 +105,10 @@ class Submitted:
 
 def read_submission(request: Request, limit: int, model: type[BaseModel]) -> Submitted:
     """A log from a JSON body (`model`) or a raw body (source and filename from the query string)."""
+    # The query parameter is checked whatever the body: the OpenAPI document declares its enum for both.
+    source = request.args.get("source")
+    if source not in (None, "build", "runtime"):
+        raise ValidationFailed(details=[{"field": "source", "message": "must be build or runtime", "type": "enum"}])
     if is_json(request):
         parsed = validate(model, parse_json(read_body(request, limit)))
         require_log(parsed.log)
@@ -98,9 +117,6 @@ def read_submission(request: Request, limit: int, model: type[BaseModel]) -> Sub
         raise UnsupportedMediaType(details={"content_type": request.mimetype})
     body = read_body(request, limit)
     require_log(body)
-    source = request.args.get("source")
-    if source not in (None, "build", "runtime"):
-        raise ValidationFailed(details=[{"field": "source", "message": "must be build or runtime", "type": "enum"}])
     return Submitted(body, source, request.args.get("filename"))
 
 

@@ -150,41 +150,64 @@ def classify(context: Context, paths: tuple[str, ...], fmt: str, lang: str | Non
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where rows go [default: stdout].")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
-@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=1, show_default=True, help="Worker processes.")
-@click.option("--resume", is_flag=True, help="Skip inputs whose id is already in --output, append the rest.")
-@click.option("--jsonl-field", default=None, help="Read .jsonl/.ndjson inputs: the field that holds the log.")
-@click.option("--id-field", default=None, help="With --jsonl-field: the field used as row id.")
-@click.option("--time-field", default=None, help="With --jsonl-field: the field holding the log's timestamp.")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Worker processes (one per core is the useful most).")
+@click.option("--resume", is_flag=True, help="Keep the rows already in --output, classify only the inputs missing.")
+@click.option("--jsonl-field", default=None, help="Read .jsonl/.ndjson/.json(.gz) inputs: the field that holds the log.")
+@click.option("--id-field", default=None, help="With --jsonl-field: the field used as row id [default: FILE:LINE].")
+@click.option("--time-field", default=None,
+              help="With --jsonl-field: the field holding the log's time (ISO 8601 or epoch s/ms).")
 @click.option("--lang", type=click.Choice(["en", "ko"]), default="en", show_default=True)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 @pass_context
 def batch(context: Context, paths, output, fmt, jobs, resume, jsonl_field, id_field, time_field, lang, quiet) -> None:
-    """Classify many logs: one row per log, same fields as `classify --format json`.
+    """Classify many logs: one row per log, the fields of `classify --format json` plus id, path, timestamp, error.
 
-    PATH may be a file, a directory (recursive), a glob, a .gz file, a .tar/.tar.gz/.zip
-    archive (one row per member), a .jsonl file (with --jsonl-field) or - for stdin.
-    An unreadable input becomes a row with an `error` and the batch goes on.
+    PATH may be a file, a directory (recursive, hidden files skipped), a glob, a .gz file,
+    a .tar/.tar.gz/.tgz/.zip archive (one row per member), a JSONL file (with --jsonl-field)
+    or - for stdin. Rows come in input order. An unreadable input becomes a row with an
+    `error` and the batch goes on (error rows do not change the exit code). A file's
+    timestamp is its modification time. After an interruption, rerun the same command
+    with --resume: inputs whose id is in the output are skipped, the rest appended.
     """
+    import itertools
+    import time
+
     from tqdm import tqdm
 
-    from service.batch import run_batch
+    from service.batch import BatchError, done_ids, run_batch
+    from service.inputs import iter_inputs, read_inputs
 
     if resume and output is None:
         raise click.UsageError("--resume needs --output")
     if (id_field or time_field) and not jsonl_field:
         raise click.UsageError("--id-field and --time-field need --jsonl-field")
-    listed, items = _inputs(paths, jsonl_field=jsonl_field, id_field=id_field, time_field=time_field)
+    listed = iter_inputs(list(paths))
+    first = next(listed, None)
+    if first is None:
+        fail("no input files found", EXIT_INPUT)
+    done = done_ids(output, fmt) if resume else set()
+    if done and not quiet:
+        click.echo(f"resuming: {len(done)} rows already in {output}", err=True)
+    items = read_inputs(itertools.chain([first], listed), jsonl_field, id_field, time_field, skip=done, lazy=True)
     diagnoser = context.diagnoser
     settings = context.settings
-    archives = any(str(p).lower().endswith((".tar", ".tgz", ".tar.gz", ".zip", ".jsonl", ".ndjson")) for p in listed)
-    bar = tqdm(total=None if archives or jsonl_field else len(listed), unit="log", file=sys.stderr,
-               disable=quiet, dynamic_ncols=True)
-    result = run_batch(items, diagnoser, output, fmt, jobs, resume, lang,
-                       loader_args=(str(settings.data_dir), str(settings.model_dir), settings.check_stale),
-                       progress=lambda row: bar.update(1))
-    bar.close()
+    bar = tqdm(unit="log", file=sys.stderr, disable=quiet, dynamic_ncols=True, smoothing=0.1)
+    started = time.monotonic()
+    try:
+        result = run_batch(items, diagnoser, output, fmt, jobs, append=resume, lang=lang,
+                           loader_args=(str(settings.data_dir), str(settings.model_dir), settings.check_stale),
+                           progress=lambda category, error: bar.update(1))
+    except BatchError as exc:
+        fail(f"{exc}; the rows written are kept: rerun with --resume to continue", EXIT_ENGINE)
+    except KeyboardInterrupt:
+        fail("interrupted; the rows written are kept: rerun with --resume to continue", 130)
+    finally:
+        bar.close()
     if not quiet:
-        click.echo(f"{result.written} written, {result.skipped} skipped (already done), {result.errors} errors", err=True)
+        seconds = time.monotonic() - started
+        click.echo(f"{result.written} written in {seconds:.1f} s ({result.written / max(seconds, 1e-9):.1f} logs/s), "
+                   f"{result.skipped} skipped (already done), {result.errors} errors", err=True)
         for category, count in result.categories.most_common():
             click.echo(f"  {count:8d}  {category}", err=True)
 
@@ -282,7 +305,12 @@ def serve(context: Context, host: str | None, port: int | None, workers: int | N
 @main.command()
 @pass_context
 def check(context: Context) -> None:
-    """Check the knowledge base: valid entries, examples that fire, near misses that do not."""
+    """Check the knowledge base: valid entries, examples that fire, near misses that do not.
+
+    Every entry in training_data/knowledge/ is validated; every override pattern must
+    fire on each of its examples and on none of its near misses, and no pattern may fire
+    on a sample in training_data/samples/unknown/. Prints each problem; exits 1 if any.
+    """
     from model.knowledge import load_knowledge_base
     from model.lint import lint_patterns
     from model.paths import knowledge_dir, samples_dir
@@ -298,6 +326,12 @@ def check(context: Context) -> None:
     patterns = sum(len(e.patterns) for e in kb)
     click.echo(f"{len(kb.ids)} entries, {patterns} patterns, {len(problems)} problems", err=True)
     sys.exit(EXIT_ENGINE if problems else 0)
+
+
+from service.ask import ask; main.add_command(ask)  # noqa: E402,E702 -- `logmedic ask` (CI client)
+
+from service.report import report  # noqa: E402 -- `logmedic report` (batch results as a page)
+main.add_command(report)
 
 
 if __name__ == "__main__":

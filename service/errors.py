@@ -13,6 +13,8 @@ from flask import Flask, jsonify
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from model.redact import redact
+
 log = logging.getLogger("logmedic.errors")
 
 
@@ -44,6 +46,11 @@ class EmptyLog(BadRequest):
 class Unauthorized(APIError):
     status, code, message = 401, "unauthorized", "a valid bearer token is required"
     headers = {"WWW-Authenticate": 'Bearer realm="logmedic"'}
+
+
+class BadSignature(Unauthorized):
+    code, message = "bad_signature", "the Slack request signature is missing, wrong or stale"
+    headers: dict = {}  # Slack signs requests; a Bearer challenge would mislead
 
 
 class NotFound(APIError):
@@ -85,7 +92,8 @@ def error_body(code: str, message: str, details=None) -> dict:
 
 def validation_details(exc: ValidationError) -> list[dict]:
     """pydantic errors as JSON-safe field details (no echo of the submitted values)."""
-    return [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"], "type": e["type"]}
+    # A field name is the client's text too (an unknown key can be a pasted token): redacted like evidence.
+    return [{"field": redact(".".join(str(p) for p in e["loc"])), "message": e["msg"], "type": e["type"]}
             for e in exc.errors(include_url=False, include_input=False)]
 
 

@@ -63,7 +63,7 @@ def scrape() -> Response:
     merged = CollectorRegistry()
     merged.register(UnknownShare(registry))
     body = generate_latest(registry) + generate_latest(merged)
-    return Response(body, mimetype=CONTENT_TYPE_LATEST)
+    return Response(body, content_type=CONTENT_TYPE_LATEST)  # mimetype= would add a second charset
 
 
 def init_app(app: Flask) -> None:

@@ -43,6 +43,8 @@ class Operation:
     response_type: str = "application/json"
     description: str = ""
     path_params: tuple[str, ...] = field(default_factory=tuple)
+    body_type: str = "application/json"
+    error_text: dict[int, str] = field(default_factory=dict)
 
 
 OPERATIONS: list[Operation] = []
@@ -81,7 +83,7 @@ def build_spec(version: str, models: list[type[BaseModel]]) -> dict:
         responses = {"200": {"description": "OK", "content": _content(
             op, {"$ref": REF.format(model=op.response.__name__)} if op.response else None)}}
         for status in sorted(set(op.errors) | ({401, 429} if op.auth else set())):
-            responses[str(status)] = {"description": ERROR_TEXT[status], "content": error}
+            responses[str(status)] = {"description": op.error_text.get(status, ERROR_TEXT[status]), "content": error}
         entry = {"summary": op.summary, "description": op.description, "operationId": f"{op.method}_{path}",
                  "tags": [op.tag], "responses": responses}
         if parameters:
@@ -89,12 +91,15 @@ def build_spec(version: str, models: list[type[BaseModel]]) -> dict:
         if op.body or op.raw_body:
             content = {}
             if op.body:
-                content["application/json"] = {"schema": {"$ref": REF.format(model=op.body.__name__)}}
+                content[op.body_type] = {"schema": {"$ref": REF.format(model=op.body.__name__)}}
             if op.raw_body:
-                raw = {"schema": {"type": "string", "description": "the raw log"}}
+                # A blank body is refused (400 empty_log): the schema says so, so clients and fuzzers know.
+                raw = {"schema": {"type": "string", "pattern": "\\S", "description": "the raw log"}}
                 content["text/plain"] = raw
                 content["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"}}
-            entry["requestBody"] = {"required": True, "content": content}
+            # A body model whose fields all have defaults accepts an empty body (a bare Slack slash command).
+            required = op.raw_body or any(f.is_required() for f in op.body.model_fields.values())
+            entry["requestBody"] = {"required": required, "content": content}
         if op.auth:
             entry["security"] = [{"bearer": []}, {}]
         paths.setdefault(path, {})[op.method] = entry

@@ -18,7 +18,9 @@ class _Request(BaseModel):
 class ClassifyRequest(_Request):
     """A log to diagnose, as JSON. Raw bodies (text/plain, application/octet-stream) are accepted too."""
 
-    log: str = Field(description="the log text; empty or blank logs are refused with 400 empty_log")
+    # `pattern` is documentation only (the check stays in body.require_log, which answers 400 empty_log).
+    log: str = Field(description="the log text; empty or blank logs are refused with 400 empty_log",
+                     json_schema_extra={"pattern": r"\S"})
     source: Source | None = Field(default=None, description="where the log comes from, when known")
     filename: str | None = Field(default=None, max_length=1024, description="echoed back as `path`")
 

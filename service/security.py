@@ -35,23 +35,29 @@ def _bearer() -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
+def _accepted(offered: bytes, tokens: list[bytes]) -> bool:
+    """Whether `offered` is one of `tokens`, compared in constant time against every one."""
+    matched = False
+    for token in tokens:
+        matched |= hmac.compare_digest(offered, token)
+    return bool(offered) and matched
+
+
 def client_key() -> str:
-    """Rate-limit key: a hash of the bearer token when there is one, else the client address."""
+    """Rate-limit key: an accepted bearer token (hashed), else the client address.
+
+    A made-up token does not get a budget of its own: else a client could reset its limit by
+    sending a fresh random token with every request.
+    """
     token = _bearer()
-    if token:
+    if token and _accepted(token.encode(), current_app.extensions["logmedic.tokens"]):
         return "token:" + hashlib.sha256(token.encode()).hexdigest()[:16]
     return "addr:" + (get_remote_address() or "unknown")
 
 
 def check_token(tokens: list[bytes]) -> None:
     """Raise Unauthorized unless the request carries one of `tokens` (constant-time comparison)."""
-    if not tokens:
-        return
-    offered = (_bearer() or "").encode()
-    matched = False
-    for token in tokens:
-        matched |= hmac.compare_digest(offered, token)
-    if not offered or not matched:
+    if tokens and not _accepted((_bearer() or "").encode(), tokens):
         raise Unauthorized()
 
 
@@ -84,9 +90,12 @@ def init_app(app: Flask) -> None:
     if settings.rate_limit:
         limiter = Limiter(client_key, app=app, storage_uri=settings.rate_limit_storage, headers_enabled=True,
                           default_limits=[], strategy="fixed-window", in_memory_fallback_enabled=True)
+        # One budget for all protected endpoints together: a client at its limit on /v1/classify
+        # cannot go on with /v1/classify/batch.
+        shared = limiter.shared_limit(settings.rate_limit, scope="logmedic")
         for endpoint, view in list(app.view_functions.items()):
             if getattr(view, "protected", False):
-                app.view_functions[endpoint] = limiter.limit(settings.rate_limit)(view)
+                app.view_functions[endpoint] = shared(view)
         app.extensions["logmedic.limiter"] = limiter
 
     from flask_limiter.errors import RateLimitExceeded

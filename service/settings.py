@@ -15,6 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from model import paths
 
 PREFIX = "LOGMEDIC_"
+# An empty variable means "the default", except for these, where empty is the value that turns the
+# feature off (LOGMEDIC_RATE_LIMIT= disables the rate limit, as the README says).
+EMPTY_TURNS_OFF = ("api_tokens", "rate_limit", "slack_signing_secret", "slack_bot_token")
 
 
 class SettingsError(ValueError):
@@ -65,16 +68,22 @@ class Settings(BaseModel):
         return found
 
 
+def _problem(error: dict) -> str:
+    """One validation error as `LOGMEDIC_NAME: message`; a rule over several settings has no single name."""
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{PREFIX}{'.'.join(map(str, error['loc'])).upper()}: {message}" if error["loc"] else message
+
+
 def load_settings(overrides: dict | None = None, environ=os.environ) -> Settings:
     """Settings from the environment, then `overrides`; a bad value raises SettingsError naming it."""
     values = {}
     for name in Settings.model_fields:
         raw = environ.get(PREFIX + name.upper())
-        if raw is not None and raw != "":
+        if raw is not None and (raw != "" or name in EMPTY_TURNS_OFF):
             values[name] = raw
     values.update(overrides or {})
     try:
         return Settings.model_validate(values)
     except ValidationError as exc:
-        problems = "; ".join(f"{PREFIX}{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(_problem(e) for e in exc.errors())
         raise SettingsError(problems) from None

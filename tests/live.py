@@ -32,9 +32,13 @@ class Server:
         self.process = process
         self.url = url
         self.log_path = log_path
+        self._final_output = ""
 
     def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        """Everything the server printed so far (kept after `stop`, which removes the file)."""
+        if self.log_path.exists():
+            return self.log_path.read_text(errors="replace")
+        return self._final_output
 
     def get(self, path: str, **kwargs) -> requests.Response:
         return requests.get(self.url + path, timeout=kwargs.pop("timeout", 30), **kwargs)
@@ -47,7 +51,8 @@ class Server:
         out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.process.pid)], capture_output=True, text=True)
         return [int(pid) for pid in out.stdout.split()]
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 40) -> int:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 40, keep_log: bool = False) -> int:
+        """Stop the server (SIGTERM: a graceful drain) and remove its log file unless asked to keep it."""
         if self.process.poll() is None:
             self.process.send_signal(sig)
             try:
@@ -55,6 +60,9 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if not keep_log and self.log_path.exists():
+            self._final_output = self.log_path.read_text(errors="replace")
+            self.log_path.unlink()
         return self.process.returncode
 
 

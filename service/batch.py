@@ -2,9 +2,9 @@
 
 Workers are separate processes (the work is CPU-bound). They read plain files
 themselves and return finished output lines, so the parent only lists inputs,
-streams archives and writes. At most `IN_FLIGHT_PER_JOB` logs per worker are in
-flight at once, so memory does not grow with the number or total size of the
-inputs. Rows are written in input order, one whole line per write, so an
+streams archives and writes. Logs go to workers in small chunks, at most
+`IN_FLIGHT_PER_JOB` chunks per worker at once, so memory does not grow with the
+number or total size of the inputs. Rows are written in input order, one whole line per write, so an
 interrupted run can be resumed: ids already in the output are skipped, and a
 half-written last line is cut off first.
 """
@@ -29,7 +29,9 @@ from typing import Callable, Iterable
 from model.diagnose import Diagnoser
 from service.inputs import LogInput
 
-IN_FLIGHT_PER_JOB = 4
+IN_FLIGHT_PER_JOB = 2      # chunks per worker in flight
+CHUNK_LOGS = 16            # logs per worker task
+CHUNK_BYTES = 8 << 20      # ... or fewer, when the parent already holds their bytes (archives, JSONL, stdin)
 CSV_FIELDS = ("id", "path", "timestamp", "category", "confidence", "decided_by", "transient", "title", "summary",
               "commands", "evidence", "also", "alternatives", "lines", "model_version", "error")
 
@@ -191,6 +193,24 @@ def _work(item: LogInput) -> tuple[bytes, str | None, bool]:
     return encode_row(row, _job.fmt), row["category"], row["error"] is not None
 
 
+def _work_chunk(items: list[LogInput]) -> list[tuple[bytes, str | None, bool]]:
+    return [_work(item) for item in items]
+
+
+def _chunks(items: Iterable[LogInput]):
+    """Items grouped for one worker task: a task per log would spend more on hand-offs than on small logs."""
+    chunk: list[LogInput] = []
+    size = 0
+    for item in items:
+        chunk.append(item)
+        size += len(item.data or b"")
+        if len(chunk) >= CHUNK_LOGS or size >= CHUNK_BYTES:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
 def run_batch(items: Iterable[LogInput], diagnoser: Diagnoser, output: Path | None, fmt: str = "jsonl",
               jobs: int = 1, append: bool = False, lang: str = "en", loader_args: tuple | None = None,
               progress: Callable[[str | None, bool], None] | None = None) -> BatchResult:
@@ -227,14 +247,16 @@ def run_batch(items: Iterable[LogInput], diagnoser: Diagnoser, output: Path | No
                 emit(*_work(item))
             return result
         pool = ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(loader_args or (), lang, fmt))
-        pending: deque[tuple[LogInput, Future]] = deque()
+        pending: deque[tuple[list[LogInput], Future]] = deque()
         try:
-            for item in todo():
-                pending.append((item, pool.submit(_work, item)))
+            for chunk in _chunks(todo()):
+                pending.append((chunk, pool.submit(_work_chunk, chunk)))
                 while len(pending) >= jobs * IN_FLIGHT_PER_JOB:
-                    emit(*_collect(*pending.popleft()))
+                    for row in _collect(*pending.popleft()):
+                        emit(*row)
             while pending:
-                emit(*_collect(*pending.popleft()))
+                for row in _collect(*pending.popleft()):
+                    emit(*row)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         return result
@@ -242,9 +264,10 @@ def run_batch(items: Iterable[LogInput], diagnoser: Diagnoser, output: Path | No
         writer.close()
 
 
-def _collect(item: LogInput, future: Future) -> tuple[bytes, str | None, bool]:
+def _collect(chunk: list[LogInput], future: Future) -> list[tuple[bytes, str | None, bool]]:
     try:
         return future.result()
     except BrokenProcessPool:
-        raise BatchError(f"a worker process died while classifying {item.id} "
+        names = chunk[0].id if len(chunk) == 1 else f"{chunk[0].id} … {chunk[-1].id}"
+        raise BatchError(f"a worker process died while classifying {names} "
                          "(killed, perhaps out of memory)") from None

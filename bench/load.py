@@ -4,7 +4,9 @@ Run: .venv/bin/python bench/load.py [--seconds 10] [--rate 100] [--open-seconds 
 Starts its own gunicorn (service/gunicorn.conf.py, one worker per core, rate limit off) on a loopback
 port, drives it with `wrk` (Debian package `wrk`) for throughput and closed-loop latency, then with an
 open-loop generator (below; wrk cannot pace requests) at a fixed rate for the latency a steady stream of
-CI jobs sees. Prints its figures and the issue's targets; asserts nothing.
+CI jobs sees. A third closed-loop row posts the same log to a route that does everything but the engine
+(see `application`), the ceiling any engine speed-up could reach. Prints its figures and the issue's
+targets; asserts nothing.
 
 Targets (issue 3): classify throughput >= 50% of /healthz throughput for 10 KB logs; p99 < 50 ms at
 100 requests/s on a 2-core machine. The client shares the machine's cores with the server.
@@ -70,10 +72,28 @@ BUILD_HEAD = """#0 building with "default" instance using docker driver
 
 def application():
     """The service's app with the per-client rate limit off (one address would hit it) unless BENCH_RATE_LIMIT
-    sets one; everything else as `service.wsgi:application()` builds it from LOGMEDIC_* variables."""
-    from service import create_app
+    sets one; everything else as `service.wsgi:application()` builds it from LOGMEDIC_* variables.
 
-    return create_app({"rate_limit": os.environ.get("BENCH_RATE_LIMIT", "")})
+    One extra route, for this benchmark only: `POST /bench/no-engine` reads the body as `/v1/classify` does
+    and sends back a JSON answer computed once, so the HTTP, body and serialisation cost can be told apart
+    from the engine's."""
+    from flask import Response, request
+
+    from service import answers, create_app
+    from service.body import read_submission
+    from service.schemas import ClassifyRequest
+
+    app = create_app({"rate_limit": os.environ.get("BENCH_RATE_LIMIT", "")})
+    answer: list[bytes] = []
+
+    @app.post("/bench/no-engine")
+    def no_engine():
+        submitted = read_submission(request, app.config["LOGMEDIC"].max_body_bytes, ClassifyRequest)
+        if not answer:
+            answer.append(answers.respond(answers.diagnose(submitted, "en"), "json").get_data())
+        return Response(answer[0], mimetype="application/json")
+
+    return app
 
 
 def start(workers: int, rate_limit: str, own_session: bool = True) -> Server:
@@ -331,10 +351,11 @@ def main() -> None:
               f"({answer['decided_by']}, {answer['confidence']})")
         print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
               "(other processes on this machine take cores from both server and client)")
-        for url in (server.url + "/healthz", server.url + "/v1/classify"):  # warm both paths in every worker
-            wrk(url, 2, args.connections, script if "classify" in url else None)
+        for path in ("/healthz", "/bench/no-engine", "/v1/classify"):  # warm every path in every worker
+            wrk(server.url + path, 2, args.connections, None if path == "/healthz" else script)
 
         health = wrk(server.url + "/healthz", args.seconds, args.connections, server=server)
+        bare = wrk(server.url + "/bench/no-engine", args.seconds, args.connections, script, server=server)
         spies = profile_workers(server.workers(), args.seconds) if args.profile else []
         classify = wrk(server.url + "/v1/classify", args.seconds, args.connections, script, server=server)
         for spy in spies:
@@ -342,11 +363,14 @@ def main() -> None:
         ratio = classify["rps"] / health["rps"]
         print()
         print(f"{'closed loop (wrk)':26} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'server CPU ms/req':>18}  errors")
-        for name, row in (("GET /healthz", health), ("POST /v1/classify 10 KB", classify)):
+        for name, row in (("GET /healthz", health), ("POST 10 KB, engine skipped", bare),
+                          ("POST /v1/classify 10 KB", classify)):
             print(f"{name:26} {row['rps']:9.1f} {row['p50']:8.2f} {row['p99']:8.2f} {row['cpu_ms']:18.2f}  "
                   f"non-2xx {row['non2xx']}, sockets {row['socket_errors']}")
         print(f"classify / healthz throughput: {ratio:.2f}  (target >= 0.50: {'met' if ratio >= 0.5 else 'NOT met'}); "
               f"by server CPU per request: {health['cpu_ms'] / classify['cpu_ms']:.2f}")
+        print(f"the same POST without the engine / healthz: {bare['rps'] / health['rps']:.2f}; so the engine's "
+              f"share of a classify request's server CPU is about {1 - bare['cpu_ms'] / classify['cpu_ms']:.0%}")
         print(f"capacity implied by CPU per request on {workers} cores: about "
               f"{1000 * workers / classify['cpu_ms']:.0f} classify/s")
         print(f"the engine alone, in this process, on an idle cache: {engine_cpu_ms(body):.2f} ms CPU per diagnosis "

@@ -89,7 +89,7 @@ class Reader:
         self._word_cache: dict[str, list[int]] = {}
         self._word_names = None
         # Both families in one index space: words first, then characters (as the FeatureUnion stacks them).
-        self._idf = np.concatenate([word_tfidf.idf_, char_tfidf.idf_]).astype(np.float64)
+        self._idf32 = np.concatenate([word_tfidf.idf_, char_tfidf.idf_]).astype(np.float32)
 
         classifier = pipeline.named_steps["classifier"]
         self.classes = [str(c) for c in classifier.classes_]
@@ -101,6 +101,8 @@ class Reader:
         self._a = np.concatenate([[c.a_ for c in m.calibrators] for m in members])
         self._b = np.concatenate([[c.b_ for c in m.calibrators] for m in members])
         self._columns = [np.searchsorted(classifier.classes_, m.estimator.classes_) for m in members]
+        self._every_fold_has_every_class = all(
+            np.array_equal(columns, np.arange(len(self.classes))) for columns in self._columns)
         self._weights = np.mean([m.estimator.coef_ for m in members], axis=0)  # class × feature
 
     def _char_indices(self, text: str) -> list[int]:
@@ -128,32 +130,45 @@ class Reader:
         used, inverse = np.unique(np.concatenate(counts) if counts else np.zeros(0, np.int64), return_inverse=True)
         bounds = np.cumsum([0] + [len(c) for c in counts])
         tf = np.zeros((len(views), len(used)), dtype=np.float32)
+        everything = list(range(len(counts)))
         for row, view in enumerate(views):
-            if view:
+            if view == everything:
+                tf[row] = np.bincount(inverse, minlength=len(used))
+            elif view:
                 tf[row] = np.bincount(np.concatenate([inverse[bounds[i]:bounds[i + 1]] for i in view]),
                                       minlength=len(used))
         present = tf > 0
-        tf[present] = np.log(tf[present]) + 1.0
-        tf *= self._idf[used].astype(np.float32)
-        for family in (used < self._n_words, used >= self._n_words):
-            norms = np.sqrt((tf[:, family] ** 2).sum(axis=1, keepdims=True))
-            tf[:, family] /= np.where(norms > 0, norms, 1.0)
+        np.log(tf, out=tf, where=present)
+        tf += present
+        tf *= self._idf32[used]
+        split = int(np.searchsorted(used, self._n_words))  # `used` is sorted: words, then characters
+        for family in (tf[:, :split], tf[:, split:]):
+            norms = np.sqrt(np.einsum("ij,ij->i", family, family))[:, None]
+            family /= np.where(norms > 0, norms, 1.0)
         return Views(used, tf)
 
     def predict_proba(self, views: Views) -> np.ndarray:
         """Calibrated probabilities, averaged over the calibration folds (as scikit-learn does)."""
         decision = (views.values @ self._weights_all[views.features]).astype(np.float64) + self._intercepts
         calibrated = 1.0 / (1.0 + np.exp(self._a * decision + self._b))
-        total = np.zeros((len(views.values), len(self.classes)))
-        start = 0
-        for columns in self._columns:
-            proba = np.zeros_like(total)
-            proba[:, columns] = calibrated[:, start:start + len(columns)]
-            start += len(columns)
-            denominator = proba.sum(axis=1, keepdims=True)
-            total += np.divide(proba, denominator, out=np.full_like(proba, 1 / len(self.classes)),
-                               where=denominator != 0)
-        total /= len(self._columns)
+        n_classes = len(self.classes)
+        if self._every_fold_has_every_class:
+            # (view, fold, class): normalise each fold's row, then average the folds.
+            folds = calibrated.reshape(len(calibrated), len(self._columns), n_classes)
+            denominator = folds.sum(axis=2, keepdims=True)
+            total = np.divide(folds, denominator, out=np.full_like(folds, 1 / n_classes),
+                              where=denominator != 0).mean(axis=1)
+        else:
+            total = np.zeros((len(views.values), n_classes))
+            start = 0
+            for columns in self._columns:
+                proba = np.zeros_like(total)
+                proba[:, columns] = calibrated[:, start:start + len(columns)]
+                start += len(columns)
+                denominator = proba.sum(axis=1, keepdims=True)
+                total += np.divide(proba, denominator, out=np.full_like(proba, 1 / n_classes),
+                                   where=denominator != 0)
+            total /= len(self._columns)
         total[(1.0 < total) & (total <= 1.0 + 1e-5)] = 1.0
         return total
 

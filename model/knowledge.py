@@ -78,7 +78,11 @@ class Pattern(_Strict):
     lookaround, so exclusions are listed here instead); a regex of
     `excluded_by` that matches any line of the log stops the pattern.
     `priority`, when set, replaces the category's for this pattern (a failure
-    that is a root cause in one wording and a symptom in another).
+    that is a root cause in one wording and a symptom in another). A `veto`
+    pattern never decides: when it matches, the model may not answer its
+    category for that log unless another of the category's patterns fires
+    (a refused connection to a web port looks like a database's to the model,
+    which never sees port numbers).
     """
 
     id: str = Field(pattern=r"^[a-z0-9-]+/[a-z0-9-]+$")
@@ -89,6 +93,7 @@ class Pattern(_Strict):
     scope: Literal["any", "tail"] = "any"
     score: float = Field(default=0.95, gt=0.5, le=1.0)
     priority: int | None = Field(default=None, ge=0, le=100)
+    veto: bool = False
     description: str = Field(min_length=1)
     examples: tuple[str, ...] = Field(min_length=1)
     near_misses: tuple[str, ...] = Field(min_length=1)

@@ -34,9 +34,13 @@ def _credential(match) -> str:
     return match.group(0)
 
 
+# Shell variables whose names look like a secret's but hold the working directory (`-v "$PWD":/src`).
+_NOT_SECRETS = frozenset({"PWD", "OLDPWD"})
+
+
 def _named_value(match) -> str:
     """Mask the value of a secret-named variable, unless an earlier rule already did."""
-    if match.group(3).startswith(MASK):
+    if match.group(3).startswith(MASK) or match.group(1).upper() in _NOT_SECRETS:
         return match.group(0)
     return match.group(1) + match.group(2) + MASK
 

@@ -81,6 +81,7 @@ class Rule:
     requires: tuple[int, ...]
     unless: tuple[int, ...]
     excluded_by: tuple[int, ...]
+    veto: bool = False
 
 
 @dataclass
@@ -110,7 +111,7 @@ class RuleSet:
         self.rules = [
             Rule(entry.id, p.id, entry.priority if p.priority is None else p.priority, p.score, p.description,
                  p.scope, index(p.regex), tuple(index(r) for r in p.requires), tuple(index(u) for u in p.unless),
-                 tuple(index(x) for x in p.excluded_by))
+                 tuple(index(x) for x in p.excluded_by), p.veto)
             for entry, p in pairs
         ]
         self.regexes = list(regexes)
@@ -183,6 +184,10 @@ class RuleSet:
                 primary = [line for line in primary if not per_line[line].intersection(rule.unless)]
             if not primary or any(found(x) for x in rule.excluded_by):
                 vetoed.add(rule.category)  # its signal is here, but explained by something else
+                continue
+            if rule.veto:
+                if all(found(r) for r in rule.requires):
+                    vetoed.add(rule.category)
                 continue
             if all(found(r) for r in rule.requires):
                 hits.append(RuleHit(rule, primary, [found(r)[0] for r in rule.requires]))

@@ -84,7 +84,7 @@ class Scan:
     def ensure(self, numbers) -> None:
         """Clean the given lines, if they are not cleaned yet."""
         wanted = sorted(n for n in set(numbers) if n not in self.lines and 1 <= n <= self.index.count)
-        self.lines.update((line.number, line) for line in clean_lines([(n, self.index.raw(n)) for n in wanted]))
+        self.lines.update((line.number, line) for line in clean_lines(list(zip(wanted, self.index.raws(wanted)))))
 
     def get(self, numbers) -> list[Line]:
         numbers = list(numbers)
@@ -168,7 +168,8 @@ def _tail(index: LineIndex, lines: dict[int, Line]) -> list[int]:
     end = index.count
     for reach in (24, 200):
         start = max(1, index.count - reach + 1)
-        fresh = [(n, index.raw(n)) for n in range(start, end + 1) if n not in lines]
+        wanted = [n for n in range(start, end + 1) if n not in lines]
+        fresh = list(zip(wanted, index.raws(wanted)))
         lines.update((line.number, line) for line in clean_lines(fresh))
         found = [n for n in range(start, index.count + 1) if lines[n].text][-TAIL_WINDOW:]
         if len(found) >= TAIL_WINDOW or start == 1:

@@ -47,10 +47,11 @@ _BOMS = (
 )
 
 # Prefixes tools put before the message: CI and journald timestamps, BuildKit
-# step ids and elapsed seconds, compose service names, CI annotations. Never
-# crosses a line break ([ \t], not \s), so it also runs over joined lines.
+# step ids and elapsed seconds, compose service names, CI annotations. Anchored
+# (tried at line starts only: unanchored, `[\w.@-]+` would rescan long words
+# from every position) and matched line by line.
 _PREFIX = re.compile(
-    r"(?m)^(?:"
+    r"^(?:"
     r"[ \t]+"
     r"|\[?\d{4}[-/]\d{2}[-/]\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2}| ?UTC)?\]?"
     r"|\[?\d{2}:\d{2}:\d{2}(?:[.,]\d+)?\]?"
@@ -164,6 +165,19 @@ class LineIndex:
         start, end = self.span(number)
         return self.data[start:end].decode("utf-8", "replace")
 
+    def raws(self, numbers: list[int]) -> list[str]:
+        """`raw` of many sorted line numbers; each run of consecutive lines is decoded at once."""
+        found: list[str] = []
+        i = 0
+        while i < len(numbers):
+            j = i
+            while j + 1 < len(numbers) and numbers[j + 1] == numbers[j] + 1:
+                j += 1
+            start, end = self.span(numbers[i])[0], self.span(numbers[j])[1]
+            found.extend(self.data[start:end].decode("utf-8", "replace").split("\n"))
+            i = j + 1
+        return found
+
 
 class Line(NamedTuple):
     """One selected log line: its original number, what a person sees, what rules and model read."""
@@ -185,7 +199,7 @@ def resolve_carriage_returns(line: str) -> str:
 
 def strip_prefix(display: str) -> str:
     """The message without the prefixes tools put in front of it."""
-    match = _PREFIX.search(display)
+    match = _PREFIX.match(display)
     return display[match.end():] if match else display
 
 
@@ -206,9 +220,8 @@ def clean_lines(raw_lines: list[tuple[int, str]]) -> list[Line]:
         joined = _ANSI_REMNANT.sub("", joined)
     joined = _CONTROL.sub("", joined)
     displays = joined.split("\n")
-    texts = _PREFIX.sub("", joined).split("\n")
-    return [Line(number, display.rstrip(), text.strip())
-            for (number, _), display, text in zip(raw_lines, displays, texts)]
+    return [Line(number, display.rstrip(), strip_prefix(display).strip())
+            for (number, _), display in zip(raw_lines, displays)]
 
 
 def clean_line(number: int, raw: str) -> Line:

@@ -41,6 +41,8 @@ CASES = [
      "Failed to allocate manager object: Read-only file system\n[!!!!!!] Failed to allocate manager object.", "systemd-cgroup-readonly"),
     ("Failed to mount cgroup at /sys/fs/cgroup/systemd: Operation not permitted\n[!!!!!!] Failed to mount API filesystems.",
      "systemd-cgroup-readonly"),  # cgroup v1 image on a v2 host
+    ("docker run -d -v /sys/fs/cgroup:/sys/fs/cgroup:ro centos:7 /usr/sbin/init\nFailed to create root cgroup hierarchy: "
+     "Permission denied\nFailed to allocate manager object: Permission denied", "systemd-cgroup-readonly"),  # the run line mounts cgroups
     # docker-daemon-unreachable
     ("Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?",
      "docker-daemon-unreachable"),
@@ -81,6 +83,13 @@ CASES = [
      "build-context-file-not-found"),
     ("ERROR: failed to solve: failed to compute cache key: failed to calculate checksum of ref 1a2b::3c4d: "
      "\"/target/app.jar\": not found", "build-context-file-not-found"),
+    (" => [final 2/3] COPY --from=build /out/api /usr/local/bin/api                 0.1s\n"
+     " => ERROR [final 3/3] COPY conf/app.toml /etc/api/app.toml                   0.0s\n------\n"
+     " > [final 3/3] COPY conf/app.toml /etc/api/app.toml:\n------\nERROR: failed to solve: failed to compute cache key: "
+     "failed to calculate checksum of ref 9f8e::7d6c: \"/conf/app.toml\": not found",
+     "build-context-file-not-found"),  # multi-stage: an earlier COPY --from worked, a plain COPY failed
+    ("#12 [4/5] COPY build/libs/*.jar /app/\n#12 ERROR: lstat /var/lib/docker/tmp/buildkit-mount902211873/build/libs: "
+     "no such file or directory", "build-context-file-not-found"),  # wildcard COPY of a directory not in the context
     # build-dns-failure
     ("Err:1 http://deb.debian.org/debian bookworm InRelease\n  Temporary failure resolving 'deb.debian.org'", "build-dns-failure"),
     ("npm ERR! request to https://registry.npmjs.org/lodash failed, reason: getaddrinfo EAI_AGAIN registry.npmjs.org",
@@ -100,6 +109,9 @@ CASES = [
     ("initdb: error: could not change permissions of directory \"/var/lib/postgresql/data\": Operation not permitted",
      "volume-permission-denied"),
     ("grafana-1  | GF_PATHS_DATA='/var/lib/grafana' is not writable.", "volume-permission-denied"),
+    ('mongo-1  | {"s":"E","c":"CONTROL","msg":"DBException in initAndListen, terminating","attr":{"error":"Location28596: '
+     'Unable to determine status of lock file in the data directory /data/db: boost::filesystem::status: Permission denied '
+     '[system:13]: \\"/data/db/mongod.lock\\""}}', "volume-permission-denied"),  # mongo JSON log
     # db-connection-refused
     ("web-1  | django.db.utils.OperationalError: connection to server at \"localhost\" (127.0.0.1), port 5432 failed: "
      "Connection refused\nweb-1  | \tIs the server running on that host and accepting TCP/IP connections?",
@@ -111,6 +123,9 @@ CASES = [
 ]
 
 NEAR_MISSES = [
+    # the Docker CLI cannot read its own config on the host; the bind mount next to it is fine
+    "+ docker run --rm -v \"$PWD\":/src -w /src golang:1.22 go test ./...\nWARNING: Error loading config file: "
+    "/var/lib/jenkins/.docker/config.json: open /var/lib/jenkins/.docker/config.json: permission denied\nok  \tgithub.com/acme/cart\t0.412s",
     # apt signature problems that are not "invalid signature"
     "W: GPG error: https://apt.example.com stable InRelease: The following signatures couldn't be verified because the "
     "public key is not available: NO_PUBKEY 4F4EA0AAE5267A6C\nE: The repository 'https://apt.example.com stable InRelease' is not signed.",

@@ -47,6 +47,26 @@ def test_when_disk_full_breaks_apt_then_root_cause_first_and_symptom_also(diagno
     assert [finding[0] for finding in verdict.also] == ["apt-invalid-signature"]
 
 
+WEB_REFUSED = """web-1  | > shop-frontend@1.4.0 dev
+web-1  | VITE v5.2.8  ready in 412 ms
+web-1  | [vite] http proxy error: /api/cart
+web-1  | Error: connect ECONNREFUSED 127.0.0.1:8000
+web-1  |     at TCPConnectWrapper.afterConnect [as oncomplete] (node:net:1555:16)
+"""
+
+
+def test_when_a_web_port_refuses_then_the_model_may_not_call_it_a_database(diagnoser, model_only):
+    """The model sees `connect ECONNREFUSED <ip>` whatever the port; a veto pattern knows the port."""
+    rules = diagnoser.rules
+    assert "db-connection-refused" in scan(WEB_REFUSED, rules).overrides(rules).vetoed
+    assert diagnoser.verdict(WEB_REFUSED).category != "db-connection-refused"
+    # the veto never decides anything itself, and a database rule in the same log still wins
+    assert diagnoser.verdict(WEB_REFUSED).decided_by != "rule"
+    both = WEB_REFUSED + "api-1  | Error: connect ECONNREFUSED 172.18.0.2:5432\n"
+    verdict = diagnoser.verdict(both)
+    assert verdict.category == "db-connection-refused" and verdict.rule == "db-connection-refused/econnrefused-db-port"
+
+
 @pytest.fixture(scope="module")
 def model_only(diagnoser):
     """The same model with every override removed, so the model has to decide."""

@@ -316,3 +316,17 @@ def test_cli_and_batch_output_show_no_secret(model_dir, tmp_path):
         outputs += [run.stdout, run.stderr]
     for output in outputs:
         assert not leaked(output), output[:3000]
+
+
+@pytest.mark.parametrize("line, expected", [
+    # the working directory is not a secret, whatever its variable is called
+    ('docker run --rm -v "$PWD":/src -w /src golang:1.22', 'docker run --rm -v "$PWD":/src -w /src golang:1.22'),
+    ("docker run -v $PWD:/app -e OLDPWD=/home/ci node:20", "docker run -v $PWD:/app -e OLDPWD=/home/ci node:20"),
+    # ... but a variable that only contains PWD in its name still is
+    ("-e DB_PWD=s3cr3t-Value -v $PWD:/app", "-e DB_PWD=[REDACTED] -v $PWD:/app"),
+    ("MYSQL_ROOT_PASSWORD: hunter2", "MYSQL_ROOT_PASSWORD: [REDACTED]"),
+])
+def test_shell_working_directory_is_kept_and_secret_names_are_masked(line, expected):
+    from model.redact import redact
+
+    assert redact(line) == expected

@@ -90,11 +90,12 @@ def grep_seconds(patterns: list[str], path: Path, repeat: int = 3) -> float:
 
 def peak_rss_mb(log_path: Path) -> tuple[float, float]:
     """(peak RSS with the engine loaded, peak RSS after classifying the log) in a fresh process, MB."""
+    # VmHWM, the peak of this process's own memory map: ru_maxrss also keeps the peak of the parent's
+    # copy that existed between fork and exec, so a big benchmark process inflated the figure.
     code = (
-        "import resource, sys; from pathlib import Path; from model.diagnose import Diagnoser; "
-        "d = Diagnoser.load(); base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
-        "d.diagnose(Path(sys.argv[1]).read_bytes()); "
-        "print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        "import sys; from pathlib import Path; from model.diagnose import Diagnoser; "
+        "hwm = lambda: int(Path('/proc/self/status').read_text().split('VmHWM:')[1].split()[0]); "
+        "d = Diagnoser.load(); base = hwm(); d.diagnose(Path(sys.argv[1]).read_bytes()); print(base, hwm())"
     )
     out = subprocess.run([sys.executable, "-c", code, str(log_path)], capture_output=True, text=True, check=True,
                          cwd=ROOT).stdout.split()

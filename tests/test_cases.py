@@ -27,6 +27,8 @@ CASES = [
     ("db-1  | 2024-05-02 10:11:12.345 UTC [1] FATAL:  could not write lock file \"postmaster.pid\": No space left on device",
      "no-space-left"),  # postgres under compose v2
     ("failed to register layer: write /usr/lib/jvm/java-17-openjdk-amd64/lib/modules: no space left on device", "no-space-left"),
+    ("db-1  | 2025-02-03 09:12:44.101 CET [1] FATAL:  konnte nicht in Datei »pg_wal/xlogtemp.31« schreiben: Auf dem Gerät "
+     "ist kein Speicherplatz mehr verfügbar", "no-space-left"),  # German locale
     # postgres-superuser-password
     ("postgres_1  | Error: Database is uninitialized and superuser password is not specified.\n"
      "postgres_1  |        You must specify POSTGRES_PASSWORD to a non-empty value for the", "postgres-superuser-password"),
@@ -78,6 +80,8 @@ CASES = [
      "(4f0c2b): Bind for 0.0.0.0:8080 failed: port is already allocated.", "port-already-allocated"),
     ("Error response from daemon: Ports are not available: exposing port TCP 0.0.0.0:5432 -> 0.0.0.0:0: listen tcp "
      "0.0.0.0:5432: bind: address already in use", "port-already-allocated"),
+    ("Trying to pull quay.io/acme/tools:2.1...\nError: choosing an image from manifest list docker://quay.io/acme/tools:2.1: "
+     "no image found in manifest list for architecture arm64, variant \"v8\", OS linux", "platform-mismatch"),  # podman
     # build-context-file-not-found
     ("COPY failed: file not found in build context or excluded by .dockerignore: stat package-lock.json: file does not exist",
      "build-context-file-not-found"),
@@ -123,6 +127,11 @@ CASES = [
 ]
 
 NEAR_MISSES = [
+    # rootless Docker refusing a port below 1024: a permission problem, not a port in use
+    "Error response from daemon: driver failed programming external connectivity on endpoint web-1 (4c1e9a): Error starting "
+    "userland proxy: error while calling RootlessKit PortManager.AddPort(): cannot expose privileged port 80, you can add "
+    "'net.ipv4.ip_unprivileged_port_start=80' to /etc/sysctl.conf (currently 1024), or set CAP_NET_BIND_SERVICE on rootlesskit "
+    "binary, or choose a larger port number (>= 1024): listen tcp4 0.0.0.0:80: bind: permission denied",
     # the Docker CLI cannot read its own config on the host; the bind mount next to it is fine
     "+ docker run --rm -v \"$PWD\":/src -w /src golang:1.22 go test ./...\nWARNING: Error loading config file: "
     "/var/lib/jenkins/.docker/config.json: open /var/lib/jenkins/.docker/config.json: permission denied\nok  \tgithub.com/acme/cart\t0.412s",

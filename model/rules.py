@@ -183,7 +183,8 @@ class RuleSet:
             if rule.unless:
                 primary = [line for line in primary if not per_line[line].intersection(rule.unless)]
             if not primary or any(found(x) for x in rule.excluded_by):
-                vetoed.add(rule.category)  # its signal is here, but explained by something else
+                if not rule.veto:
+                    vetoed.add(rule.category)  # its signal is here, but explained by something else
                 continue
             if rule.veto:
                 if all(found(r) for r in rule.requires):

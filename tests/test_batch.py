@@ -261,11 +261,16 @@ def many_logs(tmp_path) -> Path:
     return root
 
 
+def _start_batch(model_dir, logs, output):
+    """`logmedic batch --jobs 2` over `logs` in its own session (so a test can kill it whole); (process, argv)."""
+    command = [LOGMEDIC, "--model-dir", str(model_dir), "batch", "--quiet", str(logs), "--jobs", "2", "-o", str(output)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    return process, command
+
+
 def test_killed_halfway_then_resumed_every_log_appears_exactly_once(model_dir, diagnoser, many_logs, tmp_path):
     output = tmp_path / "out.jsonl"
-    command = [LOGMEDIC, "--model-dir", str(model_dir), "batch", "--quiet", str(many_logs), "--jobs", "2",
-               "-o", str(output)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    process, command = _start_batch(model_dir, many_logs, output)
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and process.poll() is None:
@@ -360,9 +365,7 @@ def _workers_of(pid: int) -> list[int]:
 
 def test_when_a_worker_dies_then_the_batch_stops_with_a_message_and_resume_finishes(model_dir, many_logs, tmp_path):
     output = tmp_path / "out.jsonl"
-    command = [LOGMEDIC, "--model-dir", str(model_dir), "batch", "--quiet", str(many_logs), "--jobs", "2",
-               "-o", str(output)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    process, command = _start_batch(model_dir, many_logs, output)
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and process.poll() is None:

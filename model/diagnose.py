@@ -3,6 +3,7 @@
 The decision in order:
 1. If overrides fire, the category with the highest knowledge-base priority
    wins (root causes outrank their symptoms); the others become `also`.
+   The model is not consulted: such answers have no `alternatives`.
 2. Otherwise the model reads every candidate window, and the whole selection;
    the most confident category across them is the answer if it reaches the
    bundle's abstention threshold (chosen on held-out data at training time).
@@ -49,9 +50,9 @@ class Reading:
         return "\n".join(self.texts[i] for i in self.views[view])
 
 
-def read(selected: Scan, focus: set[int] | None = None) -> Reading:
-    """The model's reading of a scan; with `focus`, only the windows holding those lines."""
-    windows = selected.windows if focus is None else selected.windows_around(focus)
+def read(selected: Scan) -> Reading:
+    """The model's reading of a scan: every window, and the whole selection."""
+    windows = selected.windows
     selected.ensure(n for window in windows for n in window)
     every = sorted({n for window in windows for n in window if selected.lines[n].text})
     every = every[-MAX_WHOLE_LINES:] if len(every) > MAX_WHOLE_LINES else every
@@ -136,20 +137,12 @@ class Diagnoser:
         """Decide, without texts: category, confidence, who decided, evidence, alternatives."""
         selected = scan(data, self.rules)
         hits, vetoed = selected.overrides(self.rules)
-        # When an override decides, the model only reads the lines around what it matched, to name the
-        # next candidates; otherwise it reads every window.
-        focus = {line.number for hit in hits for line in (*hit.lines, *hit.context)} if hits else None
-        reading = read(selected, focus)
-        if reading.views:
-            counts = self.reader.count_lines(reading.texts)
-            features = self.reader.features(counts, reading.views)
-            probabilities = self.reader.predict_proba(features)
-        else:
-            counts, features, probabilities = None, None, np.zeros((0, len(self.classes)))
-        view, model_category, model_p = best_category(probabilities, self.classes, vetoed)
         common = {"threshold": self.threshold, "lines": selected.total_lines}
 
         if hits:
+            # An override is a precise statement about a line; the model is not asked for a second opinion
+            # (its scores on the few matched lines were noise: mostly under 0.1 for other categories, and
+            # they cost half of the engine's time). Other overrides that fired are the answer's `also`.
             by_category: dict[str, list[RuleHit]] = defaultdict(list)
             for hit in hits:
                 by_category[hit.rule.category].append(hit)
@@ -159,9 +152,17 @@ class Diagnoser:
             also = [(c, "rule", max(h.rule.score for h in by_category[c]), self._rule_evidence(by_category[c]))
                     for c in order[1:]]
             return Verdict(category=category, confidence=top.rule.score, decided_by="rule",
-                           evidence=self._rule_evidence(by_category[category]),
-                           alternatives=self._alternatives(probabilities, view, category), also=also,
+                           evidence=self._rule_evidence(by_category[category]), alternatives=[], also=also,
                            rule=top.rule.pattern_id, rule_description=top.rule.description, **common)
+
+        reading = read(selected)
+        if reading.views:
+            counts = self.reader.count_lines(reading.texts)
+            features = self.reader.features(counts, reading.views)
+            probabilities = self.reader.predict_proba(features)
+        else:
+            counts, features, probabilities = None, None, np.zeros((0, len(self.classes)))
+        view, model_category, model_p = best_category(probabilities, self.classes, vetoed)
 
         if model_p >= self.threshold:
             return Verdict(category=model_category, confidence=model_p, decided_by="model",

@@ -77,10 +77,6 @@ class Scan:
             self._windows = _windows(seeds, self.index.count)
         return self._windows
 
-    def windows_around(self, numbers) -> list[list[int]]:
-        """Windows holding just these lines and their context."""
-        return _windows(sorted(numbers), self.index.count)
-
     def ensure(self, numbers) -> None:
         """Clean the given lines, if they are not cleaned yet."""
         wanted = sorted(n for n in set(numbers) if n not in self.lines and 1 <= n <= self.index.count)
@@ -166,7 +162,7 @@ def _tail(index: LineIndex, lines: dict[int, Line]) -> list[int]:
     """The last non-blank lines (cleaned and cached in `lines`)."""
     found: list[int] = []
     end = index.count
-    for reach in (24, 200):
+    for reach in (2 * TAIL_WINDOW, 40, 200):
         start = max(1, index.count - reach + 1)
         wanted = [n for n in range(start, end + 1) if n not in lines]
         fresh = list(zip(wanted, index.raws(wanted)))

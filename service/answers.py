@@ -7,7 +7,7 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from flask import Response, current_app, jsonify
+from flask import Response, current_app
 
 from model.diagnose import Diagnoser
 from model.redact import redact
@@ -39,14 +39,15 @@ def diagnose(submitted: Submitted, lang: str) -> ClassifyResult:
     _store(submitted)
     diagnosis = engine().diagnose(submitted.log, lang)
     metrics.record_answer(diagnosis.category, diagnosis.decided_by, len(submitted.log))
-    return ClassifyResult(**diagnosis.model_dump(), path=redact(submitted.filename) if submitted.filename else None,
+    # The diagnosis's fields as they are (validated once, by the engine), not dumped and validated again.
+    return ClassifyResult(**dict(diagnosis), path=redact(submitted.filename) if submitted.filename else None,
                           source=submitted.source)
 
 
 def respond(result: ClassifyResult, fmt: str) -> Response:
     """The result as JSON, Markdown or plain text."""
     if fmt == "json":
-        return jsonify(result.model_dump(mode="json"))
+        return Response(result.model_dump_json(), mimetype="application/json")
     page = render.markdown(result, result.path) if fmt == "markdown" else render.text(result, result.path)
     return Response(page, mimetype=MIMETYPES[fmt], content_type=f"{MIMETYPES[fmt]}; charset=utf-8")
 

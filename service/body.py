@@ -125,13 +125,17 @@ def choose(request: Request, default_lang: str) -> tuple[str, str]:
     problems = []
     fmt = request.args.get("format")
     if fmt is None:
-        best = request.accept_mimetypes.best_match(["application/json", "text/markdown", "text/plain"])
+        # Most clients (curl, wrk, CI scripts) send no Accept or `*/*`: JSON, without parsing the header.
+        accept = request.headers.get("Accept")
+        best = (request.accept_mimetypes.best_match(["application/json", "text/markdown", "text/plain"])
+                if accept and accept != "*/*" else None)
         fmt = {"text/markdown": "markdown", "text/plain": "text"}.get(best, "json")
     elif fmt not in FORMATS:
         problems.append({"field": "format", "message": f"must be one of {', '.join(FORMATS)}", "type": "enum"})
     lang = request.args.get("lang")
     if lang is None:
-        lang = request.accept_languages.best_match(LANGS) or default_lang
+        lang = (request.accept_languages.best_match(LANGS) if "Accept-Language" in request.headers else None) \
+            or default_lang
     elif lang not in LANGS:
         problems.append({"field": "lang", "message": "must be en or ko", "type": "enum"})
     if problems:

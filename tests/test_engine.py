@@ -47,6 +47,18 @@ def test_when_disk_full_breaks_apt_then_root_cause_first_and_symptom_also(diagno
     assert [finding[0] for finding in verdict.also] == ["apt-invalid-signature"]
 
 
+def test_when_a_rule_decides_then_the_model_is_not_asked(diagnoser, monkeypatch):
+    """A rule-decided answer names other fired overrides in `also`, and no model alternatives."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was consulted")
+
+    monkeypatch.setattr(diagnoser.reader, "count_lines", refuse)
+    verdict = diagnoser.verdict(APT_LOG)
+    assert verdict.decided_by == "rule" and verdict.alternatives == []
+    with pytest.raises(AssertionError, match="consulted"):
+        diagnoser.verdict("make: *** [Makefile:12: test] Error 2\nFAILED tests/test_cart.py::test_total")
+
+
 WEB_REFUSED = """web-1  | > shop-frontend@1.4.0 dev
 web-1  | VITE v5.2.8  ready in 412 ms
 web-1  | [vite] http proxy error: /api/cart

@@ -400,7 +400,8 @@ def main() -> None:
 
         health = wrk(server.url + "/healthz", args.seconds, args.connections, server=server)
         bare = wrk(server.url + "/bench/no-engine", args.seconds, args.connections, script, server=server)
-        spies = profile_workers(server.workers(), args.seconds) if args.profile else []
+        spied = server.workers()  # read before the run: max_requests may replace workers during it
+        spies = profile_workers(spied, args.seconds) if args.profile else []
         classify = wrk(server.url + "/v1/classify", args.seconds, args.connections, script, server=server)
         for spy in spies:
             spy.wait(timeout=60)
@@ -425,7 +426,7 @@ def main() -> None:
         print(f"the engine alone, in this process: {engine_one:.2f} ms CPU per diagnosis of the one log, "
               f"{engine_mix:.2f} ms per log of the mix")
         if args.profile:
-            print_profile(server.workers(), classify["cpu_ms"])
+            print_profile(spied, classify["cpu_ms"])
 
         steady = open_loop(server.url, mix, args.rate, args.open_seconds)
         print()

@@ -59,6 +59,19 @@ def build_pipeline(c: float = 0.5, random_state: int = 0) -> Pipeline:
     return Pipeline([("features", FeatureUnion([("words", words), ("chars", chars)])), ("classifier", classifier)])
 
 
+_NONE = np.zeros(0, dtype=np.int32)
+
+
+class Counts(NamedTuple):
+    """Feature indices of some lines, each as often as it occurs: word n-grams of all lines (line by line),
+    then character n-grams. Line i's are words[word_ends[i]:word_ends[i + 1]] and the same of chars."""
+
+    words: np.ndarray
+    word_ends: np.ndarray
+    chars: np.ndarray
+    char_ends: np.ndarray
+
+
 class Views(NamedTuple):
     """TF-IDF rows of several views over the features any of them uses."""
 
@@ -70,13 +83,17 @@ class Reader:
     """A fitted pipeline, read line by line: probabilities for many views, terms and line scores.
 
     Equal to `pipeline.predict_proba` on the joined text of each view (a test
-    keeps it so), but each line is counted once, character n-grams come from a
-    per-word cache, and a view is a short vector of feature indices: its
+    keeps it so), but each line is counted once (and a line seen recently, not
+    at all: its counts are cached), character n-grams come from a per-word
+    cache, and a view is a short vector of feature indices: its
     TF-IDF weights and the calibrated SVMs' decisions are a few numpy
     operations, without scikit-learn's per-call checks or sparse matrices.
     """
 
     WORD_CACHE = 200_000
+    # Masked lines recur: from step to step of one log, and from build to build (two sets of 64 different
+    # 10 KB logs of the load benchmark share 68% of their masked lines). 2M indices: 8 MB per worker.
+    LINE_CACHE_INDICES = 2_000_000
 
     def __init__(self, pipeline: Pipeline):
         union = pipeline.named_steps["features"]
@@ -86,7 +103,9 @@ class Reader:
         self._word_grams, self._word_vocabulary = words.build_analyzer(), words.vocabulary_
         self._char_grams, self._char_vocabulary = chars.build_analyzer(), chars.vocabulary_
         self._n_words = len(words.vocabulary_)
-        self._word_cache: dict[str, list[int]] = {}
+        self._word_cache: dict[str, np.ndarray] = {}
+        self._line_cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._line_cache_size = 0
         self._word_names = None
         # Both families in one index space: words first, then characters (as the FeatureUnion stacks them).
         self._idf32 = np.concatenate([word_tfidf.idf_, char_tfidf.idf_]).astype(np.float32)
@@ -105,38 +124,62 @@ class Reader:
             np.array_equal(columns, np.arange(len(self.classes))) for columns in self._columns)
         self._weights = np.mean([m.estimator.coef_ for m in members], axis=0)  # class × feature
 
-    def _char_indices(self, text: str) -> list[int]:
-        cache, vocabulary, grams = self._word_cache, self._char_vocabulary, self._char_grams
-        found: list[int] = []
-        offset = self._n_words
-        for word in text.split():
-            indices = cache.get(word)
-            if indices is None:
-                indices = [offset + vocabulary[g] for g in grams(word) if g in vocabulary]
-                if len(cache) >= self.WORD_CACHE:
-                    cache.clear()
-                cache[word] = indices
-            found.extend(indices)
-        return found
+    def _char_arrays(self, words: list[str]) -> list[np.ndarray]:
+        """The character n-gram indices of each word (from the per-word cache)."""
+        cache = self._word_cache
+        arrays = [cache.get(word) for word in words]
+        missing = [position for position, array in enumerate(arrays) if array is None]
+        if missing:
+            vocabulary, grams, offset = self._char_vocabulary, self._char_grams, self._n_words
+            if len(cache) >= self.WORD_CACHE:
+                cache.clear()
+            for position in missing:
+                found = [offset + vocabulary[g] for g in grams(words[position]) if g in vocabulary]
+                arrays[position] = cache[words[position]] = np.array(found, dtype=np.int32) if found else _NONE
+        return arrays
 
-    def count_lines(self, texts: list[str]) -> list[np.ndarray]:
-        """Each line's feature indices (word n-grams, then character n-grams), repeated as often as they occur."""
-        vocabulary, analyze = self._word_vocabulary, self._word_grams
-        return [np.array([vocabulary[g] for g in analyze(text) if g in vocabulary] + self._char_indices(text),
-                         dtype=np.int64) for text in texts]
+    def _count_line(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """One masked line's (word n-gram, character n-gram) indices, kept in the per-line cache."""
+        get = self._word_vocabulary.get
+        words = np.array([i for i in map(get, self._word_grams(text)) if i is not None], dtype=np.int32)
+        arrays = self._char_arrays(text.split())
+        counted = (words, np.concatenate(arrays) if arrays else _NONE)
+        if self._line_cache_size >= self.LINE_CACHE_INDICES:
+            self._line_cache.clear()
+            self._line_cache_size = 0
+        self._line_cache[text] = counted
+        self._line_cache_size += len(counted[0]) + len(counted[1])
+        return counted
 
-    def features(self, counts: list[np.ndarray], views: list[list[int]]) -> Views:
+    def count_lines(self, texts: list[str]) -> Counts:
+        """Every line's feature indices (word n-grams, then character n-grams), as often as they occur."""
+        cache = self._line_cache
+        counted = [cache.get(text) for text in texts]
+        for position in [position for position, pair in enumerate(counted) if pair is None]:
+            counted[position] = self._count_line(texts[position])
+        words = [pair[0] for pair in counted]
+        chars = [pair[1] for pair in counted]
+        ends = (np.cumsum([0, *map(len, family)]) for family in (words, chars))
+        return Counts(np.concatenate(words) if words else _NONE, next(ends),
+                      np.concatenate(chars) if chars else _NONE, next(ends))
+
+    def features(self, counts: Counts, views: list[list[int]]) -> Views:
         """The TF-IDF rows of the views (a view is a list of line positions), over the features they use."""
-        used, inverse = np.unique(np.concatenate(counts) if counts else np.zeros(0, np.int64), return_inverse=True)
-        bounds = np.cumsum([0] + [len(c) for c in counts])
+        words, word_ends, chars, char_ends = counts
+        used, inverse = np.unique(np.concatenate([words, chars]), return_inverse=True)
+        word_inverse, char_inverse = inverse[:len(words)], inverse[len(words):]
         tf = np.zeros((len(views), len(used)), dtype=np.float32)
-        everything = list(range(len(counts)))
         for row, view in enumerate(views):
-            if view == everything:
-                tf[row] = np.bincount(inverse, minlength=len(used))
-            elif view:
-                tf[row] = np.bincount(np.concatenate([inverse[bounds[i]:bounds[i + 1]] for i in view]),
-                                      minlength=len(used))
+            if not view:
+                continue
+            if view[-1] - view[0] + 1 == len(view):  # consecutive lines (every window is): two slices
+                first, last = view[0], view[-1] + 1
+                picked = np.concatenate([word_inverse[word_ends[first]:word_ends[last]],
+                                         char_inverse[char_ends[first]:char_ends[last]]])
+            else:
+                picked = np.concatenate([word_inverse[word_ends[i]:word_ends[i + 1]] for i in view]
+                                        + [char_inverse[char_ends[i]:char_ends[i + 1]] for i in view])
+            tf[row] = np.bincount(picked, minlength=len(used))
         present = tf > 0
         np.log(tf, out=tf, where=present)
         tf += present
@@ -172,7 +215,7 @@ class Reader:
         total[(1.0 < total) & (total <= 1.0 + 1e-5)] = 1.0
         return total
 
-    def line_scores(self, counts: list[np.ndarray], rows: list[int], category: str) -> np.ndarray:
+    def line_scores(self, counts: Counts, rows: list[int], category: str) -> np.ndarray:
         """How strongly each of the given lines, on its own, points to `category`."""
         lines = self.features(counts, [[r] for r in rows])
         return lines.values @ self._weights[self.classes.index(category)][lines.features]

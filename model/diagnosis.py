@@ -6,6 +6,7 @@ document all share one definition of every field.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -94,13 +95,11 @@ class Verdict(BaseModel):
     lines: int
 
 
-def describe(verdict: Verdict, kb: KnowledgeBase, lang: str, model_version: str) -> Diagnosis:
-    """Attach the knowledge base's texts, in `lang`, to a verdict."""
-    entry = kb[verdict.category]
-    return Diagnosis(
-        category=verdict.category,
-        confidence=round(verdict.confidence, 4),
-        decided_by=verdict.decided_by,
+@lru_cache(maxsize=256)
+def _texts(kb: KnowledgeBase, category: str, lang: str) -> dict:
+    """The knowledge base's fixed part of an answer, in `lang` (built once per category and language)."""
+    entry = kb[category]
+    return dict(
         transient=entry.transient,
         title=entry.title.get(lang),
         summary=entry.summary.get(lang),
@@ -111,13 +110,24 @@ def describe(verdict: Verdict, kb: KnowledgeBase, lang: str, model_version: str)
                  deletes=step.deletes.get(lang) if step.deletes else None)
             for step in entry.remediation
         ],
+        references=[Reference(title=r.title, url=r.url) for r in entry.references],
+    )
+
+
+def describe(verdict: Verdict, kb: KnowledgeBase, lang: str, model_version: str) -> Diagnosis:
+    """Attach the knowledge base's texts, in `lang`, to a verdict."""
+    texts = _texts(kb, verdict.category, lang)
+    return Diagnosis(
+        category=verdict.category,
+        confidence=round(verdict.confidence, 4),
+        decided_by=verdict.decided_by,
+        **texts,
         evidence=verdict.evidence,
         alternatives=verdict.alternatives,
         also=[Finding(category=c, title=kb[c].title.get(lang), decided_by=by, confidence=round(conf, 4), evidence=ev)
               for c, by, conf, ev in verdict.also],
         basis=Basis(rule=verdict.rule, rule_description=verdict.rule_description, terms=verdict.terms,
                     threshold=round(verdict.threshold, 4)),
-        references=[Reference(title=r.title, url=r.url) for r in entry.references],
         lang=lang,
         model_version=model_version,
         lines=verdict.lines,

@@ -129,6 +129,7 @@ class RuleSet:
         precise = sorted(i for i in primary if relax(self.regexes[i]) == self.regexes[i])
         broad = sorted(primary - set(precise))
         self._precise, self._broad = (self._union(indexes) for indexes in (precise, broad))
+        self._primary = self._union(sorted(primary))  # both at once: one pass when matches are few
         self._relaxed = {i: self._union([i]) for r in self.rules for i in (*r.requires, *r.excluded_by)}
 
     def _union(self, indexes: list[int]):
@@ -139,6 +140,11 @@ class RuleSet:
     def unions(self):
         """The two whole-log prefilters: (precise, broad)."""
         return self._precise, self._broad
+
+    @property
+    def primary(self):
+        """Both prefilters in one regex."""
+        return self._primary
 
     def relaxed(self, regex: int):
         """A context regex without its anchors, compiled for searching the whole log."""

@@ -31,6 +31,7 @@ CONTEXT_AFTER = 2
 MAX_SIGNAL_LINES = 400   # error-like lines kept: a few from the start, most from the end
 MAX_RULE_LINES = 5000    # lines a precise override may match (all of them, unless absurdly many)
 MAX_CONTEXT_LINES = 3000 # lines only a broad (anchored) pattern may match
+FEW_CANDIDATES = 500     # fewer matches than this: no cap applies, one pass finds them all
 CONTEXT_MATCHES = 32     # lines searched for a context regex (`requires`, `excluded_by`): first and last
 MAX_WINDOW_LINES = 40    # a window longer than this is split
 MAX_WINDOWS = 48
@@ -197,10 +198,16 @@ def scan(data: bytes | str, rules: RuleSet) -> Scan:
     """Find the lines worth reading in one log (see `Scan` for what is computed later)."""
     data = normalize(data)
     index = LineIndex(data)
-    precise, broad = (bounded_offsets(regex, data, limit // 5, limit - limit // 5)
-                      for regex, limit in zip(rules.unions, (MAX_RULE_LINES, MAX_CONTEXT_LINES)))
-    rule_numbers = np.union1d(_unique_lines(index, precise, MAX_RULE_LINES),
-                              _unique_lines(index, broad, MAX_CONTEXT_LINES))
+    # One pass with both prefilters finds every candidate when there are few (nearly always); past that,
+    # each is capped on its own, so that broad matches never crowd out the precise ones.
+    both = bounded_offsets(rules.primary, data, FEW_CANDIDATES, 0)
+    if len(both) < FEW_CANDIDATES:
+        rule_numbers = _unique_lines(index, both, FEW_CANDIDATES)
+    else:
+        precise, broad = (bounded_offsets(regex, data, limit // 5, limit - limit // 5)
+                          for regex, limit in zip(rules.unions, (MAX_RULE_LINES, MAX_CONTEXT_LINES)))
+        rule_numbers = np.union1d(_unique_lines(index, precise, MAX_RULE_LINES),
+                                  _unique_lines(index, broad, MAX_CONTEXT_LINES))
     lines: dict[int, Line] = {}
     tail = _tail(index, lines)
     return Scan(data, index, lines, rule_numbers.tolist(), tail)

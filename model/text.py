@@ -70,31 +70,48 @@ _PREFIX = re.compile(
 
 _HEX = "[0-9a-fA-F]"
 # Every mask but the temp-path one needs a digit: they run token by token, only on the tokens
-# that have one (a token never contains a character these patterns cannot match across).
+# that have one (a token never contains a character these patterns cannot match across). Each has a
+# cheap test a token must pass before the pattern is tried (a necessary condition for a match, so
+# skipping changes nothing): most tokens are timestamps, ports and versions that need two or three.
 _DIGIT_MASKS = tuple(
-    (re.compile(pattern), replacement)
-    for pattern, replacement in (
-        (rf"\b{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}\b", "<uuid>"),
-        (rf"\b[sS][hH][aA](?:1|256|512)?:{_HEX}{{12,}}\b", "<digest>"),
-        (rf"\b(?={_HEX}*\d)(?={_HEX}*[a-fA-F]){_HEX}{{12,}}\b", "<hex>"),
-        (r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b", "<ip>"),
-        (r"\[(?=[0-9a-fA-F:]*(?:[a-fA-F]|::))[0-9a-fA-F]*:[0-9a-fA-F:]*(?:%\w+)?\]", "<ip>"),  # [::]:80
-        (rf"\b{_HEX}{{1,4}}(?::{_HEX}{{1,4}}){{7}}\b", "<ip>"),
-        (r"(?<![\w.])\d+(?:[.,:]\d+)+", "<num>"),
-        (r"(?<![\w.])\d{4,}", "<num>"),
+    (re.compile(pattern), replacement, worth_trying)
+    for pattern, replacement, worth_trying in (
+        (rf"\b{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}\b", "<uuid>",
+         lambda t: len(t) >= 36 and "-" in t),
+        (rf"\b[sS][hH][aA](?:1|256|512)?:{_HEX}{{12,}}\b", "<digest>", lambda t: len(t) >= 16 and ":" in t),
+        (rf"\b(?={_HEX}*\d)(?={_HEX}*[a-fA-F]){_HEX}{{12,}}\b", "<hex>", lambda t: len(t) >= 12),
+        (r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b", "<ip>", lambda t: t.count(".") >= 3),
+        (r"\[(?=[0-9a-fA-F:]*(?:[a-fA-F]|::))[0-9a-fA-F]*:[0-9a-fA-F:]*(?:%\w+)?\]", "<ip>",  # [::]:80
+         lambda t: "[" in t and ":" in t),
+        (rf"\b{_HEX}{{1,4}}(?::{_HEX}{{1,4}}){{7}}\b", "<ip>", lambda t: t.count(":") >= 7),
+        (r"(?<![\w.])\d+(?:[.,:]\d+)+", "<num>", lambda t: "." in t or "," in t or ":" in t),
+        (r"(?<![\w.])\d{4,}", "<num>", lambda t: len(t) >= 4),
     )
 )
 _DIGIT_TOKEN = re.compile(r"(?<![\w.:,/\[\]%-])[\w.:,/\[\]%-]*?\d[\w.:,/\[\]%-]*")
 _TMP_PATH = re.compile(r"(?:/var/lib/docker/tmp|/var/tmp|/tmp)/\S*")
 
 
+_MASKED: dict[str, str] = {}  # token -> masked token: ports, versions, addresses recur from log to log
+_MASKED_MAX = 100_000
+
+
 def _mask_token(match: re.Match) -> str:
     token = match.group()
+    masked = _MASKED.get(token)
+    if masked is not None:
+        return masked
+    masked = token
     if token.isascii() and token.isdigit():  # most tokens: a plain number (same result as the patterns)
-        return "<num>" if len(token) >= 4 else token
-    for pattern, replacement in _DIGIT_MASKS:
-        token = pattern.sub(replacement, token)
-    return token
+        masked = "<num>" if len(token) >= 4 else token
+    else:
+        for pattern, replacement, worth_trying in _DIGIT_MASKS:
+            if worth_trying(masked):
+                masked = pattern.sub(replacement, masked)
+    if len(_MASKED) >= _MASKED_MAX:
+        _MASKED.clear()
+    _MASKED[token] = masked
+    return masked
 
 
 MAX_FEATURE_CHARS = 1500

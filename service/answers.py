@@ -39,9 +39,10 @@ def diagnose(submitted: Submitted, lang: str) -> ClassifyResult:
     _store(submitted)
     diagnosis = engine().diagnose(submitted.log, lang)
     metrics.record_answer(diagnosis.category, diagnosis.decided_by, len(submitted.log))
-    # The diagnosis's fields as they are (validated once, by the engine), not dumped and validated again.
-    return ClassifyResult(**dict(diagnosis), path=redact(submitted.filename) if submitted.filename else None,
-                          source=submitted.source)
+    # The diagnosis's fields as they are (validated once, by the engine), not dumped and validated again;
+    # `source` was validated with the request.
+    return ClassifyResult.model_construct(**dict(diagnosis), source=submitted.source,
+                                          path=redact(submitted.filename) if submitted.filename else None)
 
 
 def respond(result: ClassifyResult, fmt: str) -> Response:

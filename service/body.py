@@ -134,7 +134,7 @@ def choose(request: Request, default_lang: str) -> tuple[str, str]:
         problems.append({"field": "format", "message": f"must be one of {', '.join(FORMATS)}", "type": "enum"})
     lang = request.args.get("lang")
     if lang is None:
-        lang = (request.accept_languages.best_match(LANGS) if "Accept-Language" in request.headers else None) \
+        lang = (request.accept_languages.best_match(LANGS) if request.headers.get("Accept-Language") else None) \
             or default_lang
     elif lang not in LANGS:
         problems.append({"field": "lang", "message": "must be en or ko", "type": "enum"})

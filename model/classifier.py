@@ -91,8 +91,10 @@ class Reader:
     """
 
     WORD_CACHE = 200_000
+    CACHED_WORD_CHARS = 64  # longer "words" (base64 blobs, minified code) are split every time
     # Masked lines recur: from step to step of one log, and from build to build (two sets of 64 different
-    # 10 KB logs of the load benchmark share 68% of their masked lines). 2M indices: 8 MB per worker.
+    # 10 KB logs of the load benchmark share 68% of their masked lines). 2M indices (4 bytes each), counting
+    # keys and overheads as indices too: about 8 MB per worker.
     LINE_CACHE_INDICES = 2_000_000
 
     def __init__(self, pipeline: Pipeline):
@@ -134,8 +136,11 @@ class Reader:
             if len(cache) >= self.WORD_CACHE:
                 cache.clear()
             for position in missing:
-                found = [offset + vocabulary[g] for g in grams(words[position]) if g in vocabulary]
-                arrays[position] = cache[words[position]] = np.array(found, dtype=np.int32) if found else _NONE
+                word = words[position]
+                found = [offset + vocabulary[g] for g in grams(word) if g in vocabulary]
+                arrays[position] = np.array(found, dtype=np.int32) if found else _NONE
+                if len(word) <= self.CACHED_WORD_CHARS:
+                    cache[word] = arrays[position]
         return arrays
 
     def _count_line(self, text: str) -> tuple[np.ndarray, np.ndarray]:
@@ -148,7 +153,7 @@ class Reader:
             self._line_cache.clear()
             self._line_cache_size = 0
         self._line_cache[text] = counted
-        self._line_cache_size += len(counted[0]) + len(counted[1])
+        self._line_cache_size += len(counted[0]) + len(counted[1]) + len(text) // 4 + 32  # the key and overheads too
         return counted
 
     def count_lines(self, texts: list[str]) -> Counts:

@@ -101,6 +101,11 @@ class Overrides(NamedTuple):
 class RuleSet:
     """All overrides of a knowledge base, compiled once."""
 
+    # Which patterns match a cleaned line, for lines seen recently: the same lines recur from log to log
+    # (build steps, tool banners), and a lookup costs a fraction of matching the set again.
+    KNOWN_LINES = 20_000
+    KNOWN_CHARS = 1000  # longer lines are matched every time (memory stays under ~25 MB)
+
     def __init__(self, pattern_pairs):
         regexes: dict[str, int] = {}
 
@@ -115,11 +120,15 @@ class RuleSet:
             for entry, p in pairs
         ]
         self.regexes = list(regexes)
+        self._by_regex: dict[int, list[int]] = defaultdict(list)  # regex -> the rules it is the pattern of
+        for number, rule in enumerate(self.rules):
+            self._by_regex[rule.regex].append(number)
         self._compiled = [compile_re2(regex) for regex in self.regexes]
         self._set = re2.Set.SearchSet(_SET_OPTIONS)
         for regex in self.regexes:
             self._set.Add(regex)
         self._set.Compile()
+        self._known: dict[str, frozenset[int]] = {}
         # Two whole-log passes find candidate lines. "Precise" regexes match raw lines exactly as they
         # match cleaned ones (no anchors): their lines are the failures, all kept. "Broad" ones are
         # anchored patterns searched without their anchors: supersets, capped. Tail-scoped patterns only
@@ -156,10 +165,17 @@ class RuleSet:
     def _matches(self, lines: list[Line]) -> tuple[dict[int, list[Line]], dict[Line, set[int]]]:
         """Lines per regex index, and regex indexes per line."""
         by_regex: dict[int, list[Line]] = defaultdict(list)
-        by_line: dict[Line, set[int]] = {}
+        by_line: dict[Line, frozenset[int]] = {}
+        known = self._known
         for line in lines:
-            found = self._set.Match(line.text) or ()
-            by_line[line] = set(found)
+            found = known.get(line.text)
+            if found is None:
+                found = frozenset(self._set.Match(line.text) or ())
+                if len(line.text) <= self.KNOWN_CHARS:
+                    if len(known) >= self.KNOWN_LINES:
+                        known.clear()
+                    known[line.text] = found
+            by_line[line] = found
             for regex in found:
                 by_regex[regex].append(line)
         return by_regex, by_line
@@ -182,7 +198,10 @@ class RuleSet:
             return anywhere.get(regex, [])
 
         hits, vetoed = [], set()
-        for rule in self.rules:
+        # Only the rules whose own pattern matched somewhere can fire (in knowledge-base order).
+        matched = set(anywhere).union(at_end)
+        for number in sorted(n for regex in matched for n in self._by_regex.get(regex, ())):
+            rule = self.rules[number]
             primary = (at_end if rule.scope == "tail" else anywhere).get(rule.regex, [])
             if not primary:
                 continue

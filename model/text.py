@@ -108,9 +108,10 @@ def _mask_token(match: re.Match) -> str:
         for pattern, replacement, worth_trying in _DIGIT_MASKS:
             if worth_trying(masked):
                 masked = pattern.sub(replacement, masked)
-    if len(_MASKED) >= _MASKED_MAX:
-        _MASKED.clear()
-    _MASKED[token] = masked
+    if len(token) <= 64:
+        if len(_MASKED) >= _MASKED_MAX:
+            _MASKED.clear()
+        _MASKED[token] = masked
     return masked
 
 

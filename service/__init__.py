@@ -17,7 +17,9 @@ def create_app(config: dict | None = None):
     # package and should not pay for Flask and scikit-learn it does not use.
     from flask import Flask
 
+    from model import paths
     from model.diagnose import Diagnoser
+    from model.samples import load_samples
 
     settings = load_settings(config)
     app = Flask(__name__)
@@ -26,7 +28,9 @@ def create_app(config: dict | None = None):
     app.config["DEBUG"] = settings.debug
     app.json.ensure_ascii = False
     app.json.sort_keys = False
-    app.extensions["logmedic"] = Diagnoser.load(settings.data_dir, settings.model_dir, settings.check_stale)
+    app.extensions["logmedic"] = engine = Diagnoser.load(settings.data_dir, settings.model_dir, settings.check_stale)
+    if settings.warm_up:
+        engine.warm_up(sample.read() for sample in load_samples(paths.samples_dir(settings.data_dir)))
     logging.getLogger("logmedic").setLevel(settings.log_level.upper())
 
     from service import api, docs, errors, integrations, metrics, security

@@ -34,6 +34,8 @@ class Settings(BaseModel):
     port: int = Field(8080, ge=1, le=65535, description="Port `logmedic serve` listens on.")
     workers: int = Field(0, ge=0, le=64, description="gunicorn worker processes; 0 means one per CPU core.")
     timeout: int = Field(30, ge=1, description="Seconds a worker may spend on one request before it is restarted.")
+    warm_up: bool = Field(True, description="Before serving, diagnose every training sample once (about 2 s), so that "
+                          "each worker's first requests cost what later ones do.")
     max_body_bytes: int = Field(60 * 1024 * 1024, ge=1024, description="Largest request body accepted, after gzip decompression.")
     max_batch_items: int = Field(100, ge=1, description="Most logs in one `POST /v1/classify/batch`.")
     api_tokens: str = Field("", repr=False, description="Comma-separated bearer tokens required on POST endpoints; empty disables auth.")

@@ -39,7 +39,8 @@ def diagnoser(model_dir) -> Diagnoser:
 
 @pytest.fixture(scope="session")
 def test_config(model_dir) -> dict:
-    return {"model_dir": model_dir, "rate_limit": ""}
+    # Flask test-client apps skip the warm-up (seconds per app); live gunicorn servers keep the default.
+    return {"model_dir": model_dir, "rate_limit": "", "warm_up": False}
 
 
 @pytest.fixture

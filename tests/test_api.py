@@ -675,3 +675,17 @@ def test_logs_are_not_stored_unless_configured(make_app, tmp_path):
                        headers={"Content-Encoding": "gzip"}).status_code == 200
     stored = list(store.iterdir())
     assert len(stored) == 1 and stored[0].read_bytes() == DISK_LOG.encode()  # the log as diagnosed, decompressed
+
+
+def test_when_warm_up_is_on_then_every_training_sample_is_read_before_serving(make_app, diagnoser):
+    from model import paths
+    from model.samples import load_samples
+
+    with mock.patch.object(Diagnoser, "warm_up", autospec=True, return_value=0) as warm:
+        make_app(warm_up=True)
+        (engine, logs), _ = warm.call_args
+        assert engine is diagnoser
+        assert len(list(logs)) == len(load_samples(paths.samples_dir(paths.DATA_DIR))) > 0
+        warm.reset_mock()
+        make_app(warm_up=False)
+        warm.assert_not_called()

@@ -186,3 +186,33 @@ def test_bury_keeps_the_log_intact():
     log = b"line one\nline two\n"
     buried = bury(log, noise, 50, random.Random(1))
     assert b"line one\nline two" in buried and buried.count(b"\n") == 52
+
+
+def test_engine_caches_stay_bounded_and_never_change_an_answer(diagnoser, monkeypatch):
+    """The per-line caches (which patterns match a line; a line's n-gram counts; a word's character n-grams)
+    have a bound, skip very long keys, and give the same answers cold or warm."""
+    fresh = Diagnoser(diagnoser.kb, diagnoser.bundle)
+    rules, reader = fresh.rules, fresh.reader
+    monkeypatch.setattr(type(rules), "KNOWN_LINES", 50)
+    monkeypatch.setattr(type(reader), "LINE_CACHE_INDICES", 5_000)
+    monkeypatch.setattr(type(reader), "WORD_CACHE", 300)
+    rng = random.Random(5)
+    logs = [APT_LOG, WEB_REFUSED, "make: *** [Makefile:12: test] Error 2\nFAILED tests/test_cart.py::test_total"]
+    logs += ["\n".join(f"worker-{rng.randrange(10**6)} error: step {rng.randrange(10**6)} failed in "
+                       f"{''.join(rng.choices('abcdefgh', k=12))}" for _ in range(40)) for _ in range(20)]
+    logs.append("error: " + "x" * 5000 + " could not connect\n" + "Z" * 200 + " failed")
+    cold = [diagnoser.verdict(log) for log in logs]
+    for _ in range(2):
+        assert [fresh.verdict(log) for log in logs] == cold
+        assert len(rules._known) <= 50
+        assert reader._line_cache_size <= 5_000 + max(len(w) + len(c) + 2000 for w, c in reader._line_cache.values())
+        assert len(reader._word_cache) <= 300
+    assert all(len(text) <= rules.KNOWN_CHARS for text in rules._known)
+    assert all(len(word) <= reader.CACHED_WORD_CHARS for word in reader._word_cache)
+
+
+def test_warm_up_reads_every_log_and_changes_no_answer(diagnoser):
+    fresh = Diagnoser(diagnoser.kb, diagnoser.bundle)
+    logs = [APT_LOG, WEB_REFUSED, b"", "\ud800 lone surrogate"]
+    assert fresh.warm_up(iter(logs)) == 4
+    assert [fresh.verdict(log) for log in logs] == [diagnoser.verdict(log) for log in logs]

@@ -90,7 +90,7 @@ class Reader:
     operations, without scikit-learn's per-call checks or sparse matrices.
     """
 
-    WORD_CACHE = 200_000
+    WORD_CACHE = 50_000
     CACHED_WORD_CHARS = 64  # longer "words" (base64 blobs, minified code) are split every time
     # Masked lines recur: from step to step of one log, and from build to build (two sets of 64 different
     # 10 KB logs of the load benchmark share 68% of their masked lines). 2M indices (4 bytes each), counting

@@ -93,7 +93,7 @@ _TMP_PATH = re.compile(r"(?:/var/lib/docker/tmp|/var/tmp|/tmp)/\S*")
 
 
 _MASKED: dict[str, str] = {}  # token -> masked token: ports, versions, addresses recur from log to log
-_MASKED_MAX = 100_000
+_MASKED_MAX = 20_000
 
 
 def _mask_token(match: re.Match) -> str:

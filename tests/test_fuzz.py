@@ -191,6 +191,7 @@ def test_when_lines_are_garbage_then_line_numbers_stay_those_of_the_submitted_lo
     assert index.count == len(data_lines)
     selected = scan(data, diagnoser.rules)
     assert selected.total_lines == len(data_lines)
+    selected.overrides(diagnoser.rules)  # cleans the candidate lines (the marker is one) and the tail
     assert all(number == line.number and 1 <= number <= len(data_lines) for number, line in selected.lines.items())
     assert "no space left on device" in selected.lines[position + 1].text
 

@@ -47,14 +47,13 @@ class Scan:
     computed only when something asks for them.
     """
 
-    def __init__(self, data: bytes, index: LineIndex, lines: dict[int, Line], rule_lines: list[int],
-                 tail: list[int]):
+    def __init__(self, data: bytes, index: LineIndex, lines: dict[int, Line], rule_lines: list[int]):
         self.data = data
         self.index = index
         self.lines = lines
         self.rule_lines = rule_lines
-        self.tail = tail
         self._signal: list[int] | None = None
+        self._tail: list[int] | None = None
         self._windows: list[list[int]] | None = None
 
     @property
@@ -69,6 +68,13 @@ class Scan:
                                       MAX_SIGNAL_LINES - MAX_SIGNAL_LINES // 5)
             self._signal = _unique_lines(self.index, offsets, MAX_SIGNAL_LINES).tolist()
         return self._signal
+
+    @property
+    def tail(self) -> list[int]:
+        """The last non-blank lines (TAIL_WINDOW of them) that the windows start from."""
+        if self._tail is None:
+            self._tail = _tail(self.index, self.lines, TAIL_WINDOW)
+        return self._tail
 
     @property
     def windows(self) -> list[list[int]]:
@@ -90,7 +96,8 @@ class Scan:
 
     def overrides(self, rules: RuleSet) -> Overrides:
         """The overrides that fire. Lines cut by a terminal are joined and tried only when nothing fired."""
-        candidates, tail = self.get(self.rule_lines), self.get(self.tail[-TAIL_LINES:])
+        tail = self._tail[-TAIL_LINES:] if self._tail is not None else _tail(self.index, self.lines, TAIL_LINES)
+        candidates, tail = self.get(self.rule_lines), self.get(tail)
 
         def context(regex: int) -> list[Line]:
             offsets = bounded_offsets(rules.relaxed(regex), self.data, CONTEXT_MATCHES, CONTEXT_MATCHES)
@@ -161,19 +168,17 @@ def _unique_lines(index: LineIndex, offsets: list[int], limit: int) -> np.ndarra
     return numbers
 
 
-def _tail(index: LineIndex, lines: dict[int, Line]) -> list[int]:
-    """The last non-blank lines (cleaned and cached in `lines`)."""
+def _tail(index: LineIndex, lines: dict[int, Line], count: int) -> list[int]:
+    """The last `count` non-blank lines among the last 200 (cleaned and cached in `lines`)."""
     found: list[int] = []
-    end = index.count
-    for reach in (2 * TAIL_WINDOW, 40, 200):
+    for reach in (2 * count, 40, 200):
         start = max(1, index.count - reach + 1)
-        wanted = [n for n in range(start, end + 1) if n not in lines]
+        wanted = [n for n in range(start, index.count + 1) if n not in lines]
         fresh = list(zip(wanted, index.raws(wanted)))
         lines.update((line.number, line) for line in clean_lines(fresh))
-        found = [n for n in range(start, index.count + 1) if lines[n].text][-TAIL_WINDOW:]
-        if len(found) >= TAIL_WINDOW or start == 1:
+        found = [n for n in range(start, index.count + 1) if lines[n].text][-count:]
+        if len(found) >= count or start == 1:
             break
-        end = start - 1
     return found
 
 
@@ -210,6 +215,4 @@ def scan(data: bytes | str, rules: RuleSet) -> Scan:
                           for regex, limit in zip(rules.unions, (MAX_RULE_LINES, MAX_CONTEXT_LINES)))
         rule_numbers = np.union1d(_unique_lines(index, precise, MAX_RULE_LINES),
                                   _unique_lines(index, broad, MAX_CONTEXT_LINES))
-    lines: dict[int, Line] = {}
-    tail = _tail(index, lines)
-    return Scan(data, index, lines, rule_numbers.tolist(), tail)
+    return Scan(data, index, {}, rule_numbers.tolist())

@@ -62,6 +62,19 @@ def build_pipeline(c: float = 0.5, random_state: int = 0) -> Pipeline:
 _NONE = np.zeros(0, dtype=np.int32)
 
 
+def _unique_inverse(indices: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """`np.unique(indices, return_inverse=True)` for indices below `size`: past a few thousand, marking each
+    feature seen is faster than sorting (75 against 134 us for a 10 KB log's 4,600)."""
+    if len(indices) < 2000:
+        return np.unique(indices, return_inverse=True)
+    seen = np.zeros(size, dtype=bool)
+    seen[indices] = True
+    used = np.flatnonzero(seen)
+    position = np.empty(size, dtype=np.int32)
+    position[used] = np.arange(len(used), dtype=np.int32)
+    return used, position[indices]
+
+
 class Counts(NamedTuple):
     """Feature indices of some lines, each as often as it occurs: word n-grams of all lines (line by line),
     then character n-grams. Line i's are words[word_ends[i]:word_ends[i + 1]] and the same of chars."""
@@ -171,7 +184,7 @@ class Reader:
     def features(self, counts: Counts, views: list[list[int]]) -> Views:
         """The TF-IDF rows of the views (a view is a list of line positions), over the features they use."""
         words, word_ends, chars, char_ends = counts
-        used, inverse = np.unique(np.concatenate([words, chars]), return_inverse=True)
+        used, inverse = _unique_inverse(np.concatenate([words, chars]), len(self._idf32))
         word_inverse, char_inverse = inverse[:len(words)], inverse[len(words):]
         tf = np.zeros((len(views), len(used)), dtype=np.float32)
         for row, view in enumerate(views):
@@ -197,7 +210,8 @@ class Reader:
 
     def predict_proba(self, views: Views) -> np.ndarray:
         """Calibrated probabilities, averaged over the calibration folds (as scikit-learn does)."""
-        decision = (views.values @ self._weights_all[views.features]).astype(np.float64) + self._intercepts
+        weights = np.take(self._weights_all, views.features, axis=0)  # faster than fancy indexing, same rows
+        decision = (views.values @ weights).astype(np.float64) + self._intercepts
         calibrated = 1.0 / (1.0 + np.exp(self._a * decision + self._b))
         n_classes = len(self.classes)
         if self._every_fold_has_every_class:

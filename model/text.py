@@ -247,14 +247,33 @@ def clean_line(number: int, raw: str) -> Line:
     return clean_lines([(number, raw)])[0]
 
 
+_MASKED_LINES: dict[str, str] = {}  # a line -> the line masked: lines recur from log to log
+_MASKED_LINES_CHARS = 2_000_000     # characters kept, keys and values (a few MB)
+_masked_lines_size = 0
+
+
 def mask_lines(texts: list[str]) -> list[str]:
-    """Replace volatile tokens (hashes, ids, IPs, numbers, temp paths) so features generalise."""
-    if not texts:
-        return []
-    joined = _DIGIT_TOKEN.sub(_mask_token, "\n".join(text[:MAX_FEATURE_CHARS] for text in texts))
+    """Replace volatile tokens (hashes, ids, IPs, numbers, temp paths) so features generalise.
+
+    Lines are masked on their own (no pattern crosses a line), so a line seen recently is looked up;
+    the others are masked together, in one pass.
+    """
+    global _masked_lines_size
+    texts = [text[:MAX_FEATURE_CHARS] for text in texts]
+    masked = [_MASKED_LINES.get(text) for text in texts]
+    fresh = [position for position, line in enumerate(masked) if line is None]
+    if not fresh:
+        return masked
+    joined = _DIGIT_TOKEN.sub(_mask_token, "\n".join(texts[position] for position in fresh))
     if "tmp/" in joined:
         joined = _TMP_PATH.sub("<tmp>", joined)
-    return joined.split("\n")
+    for position, line in zip(fresh, joined.split("\n")):
+        if _masked_lines_size >= _MASKED_LINES_CHARS:
+            _MASKED_LINES.clear()
+            _masked_lines_size = 0
+        masked[position] = _MASKED_LINES[texts[position]] = line
+        _masked_lines_size += len(line) + len(texts[position])
+    return masked
 
 
 def mask(text: str) -> str:

@@ -109,3 +109,18 @@ def test_when_tool_prefix_then_stripped(line, message):
 ])
 def test_when_volatile_tokens_then_masked(text, expected):
     assert mask(text) == expected
+
+
+def test_masking_a_line_seen_before_gives_the_same_and_the_cache_stays_bounded(monkeypatch):
+    from model import text
+
+    monkeypatch.setattr(text, "_MASKED_LINES", {})
+    monkeypatch.setattr(text, "_masked_lines_size", 0)
+    monkeypatch.setattr(text, "_MASKED_LINES_CHARS", 2_000)
+    lines = [f"pull 10.0.{n % 7}.3:5000/app@sha256:{n:064x} took {n * 37} ms" for n in range(300)]
+    first = text.mask_lines(lines)
+    assert first[1] == "pull <ip>/app@<digest> took 37 ms" and first[299] == "pull <ip>/app@<digest> took <num> ms"
+    assert text.mask_lines(lines[::-1]) == first[::-1]
+    assert [text.mask(line) for line in lines[:20]] == first[:20]
+    assert text._masked_lines_size == sum(len(k) + len(v) for k, v in text._MASKED_LINES.items())
+    assert text._masked_lines_size < 2_000 + 2 * max(map(len, lines))

@@ -19,6 +19,7 @@ def create_app(config: dict | None = None):
 
     from model import paths
     from model.diagnose import Diagnoser
+    from model.errors import SampleError
     from model.samples import load_samples
 
     settings = load_settings(config)
@@ -30,7 +31,11 @@ def create_app(config: dict | None = None):
     app.json.sort_keys = False
     app.extensions["logmedic"] = engine = Diagnoser.load(settings.data_dir, settings.model_dir, settings.check_stale)
     if settings.warm_up:
-        engine.warm_up(sample.read() for sample in load_samples(paths.samples_dir(settings.data_dir)))
+        try:
+            samples = load_samples(paths.samples_dir(settings.data_dir))
+        except SampleError:  # a data dir with the knowledge base only (check_stale off): nothing to warm up with
+            samples = []
+        engine.warm_up(sample.read() for sample in samples)
     logging.getLogger("logmedic").setLevel(settings.log_level.upper())
 
     from service import api, docs, errors, integrations, metrics, security

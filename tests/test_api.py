@@ -689,3 +689,11 @@ def test_when_warm_up_is_on_then_every_training_sample_is_read_before_serving(ma
         warm.reset_mock()
         make_app(warm_up=False)
         warm.assert_not_called()
+
+
+def test_when_the_data_dir_has_no_samples_then_the_warm_up_reads_nothing_and_the_app_starts(make_app, tmp_path):
+    with mock.patch.object(Diagnoser, "warm_up", autospec=True, return_value=0) as warm:
+        app = make_app(warm_up=True, data_dir=tmp_path, check_stale=False)
+        (_, logs), _ = warm.call_args
+        assert list(logs) == []
+    assert app.test_client().get("/healthz").status_code == 200

@@ -177,9 +177,8 @@ class Reader:
             counted[position] = self._count_line(texts[position])
         words = [pair[0] for pair in counted]
         chars = [pair[1] for pair in counted]
-        ends = (np.cumsum([0, *map(len, family)]) for family in (words, chars))
-        return Counts(np.concatenate(words) if words else _NONE, next(ends),
-                      np.concatenate(chars) if chars else _NONE, next(ends))
+        return Counts(np.concatenate(words) if words else _NONE, np.cumsum([0, *map(len, words)]),
+                      np.concatenate(chars) if chars else _NONE, np.cumsum([0, *map(len, chars)]))
 
     def features(self, counts: Counts, views: list[list[int]]) -> Views:
         """The TF-IDF rows of the views (a view is a list of line positions), over the features they use."""

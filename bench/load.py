@@ -173,7 +173,7 @@ def engine_cpu_ms(bodies: list[bytes], repeat: int = 200) -> tuple[float, dict[s
     engine = Diagnoser.load(settings.data_dir, settings.model_dir, settings.check_stale)
     deciders: dict[str, int] = {}
     for body in bodies * max(1, 10 // len(bodies)):
-        decided = engine.diagnose(body).decided_by
+        engine.diagnose(body)
     for body in bodies:
         decided = engine.diagnose(body).decided_by
         deciders[decided] = deciders.get(decided, 0) + 1
